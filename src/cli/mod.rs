@@ -1,0 +1,1 @@
+//! Operator subcommands that are not the daemon itself.

@@ -1,0 +1,629 @@
+//! Configuration: figment layers, validation and redaction.
+//!
+//! Layers, later wins (SPEC §10): built-in defaults < `config/default.toml` (when present in the working
+//! directory) < `--config FILE` < environment (`REPROCESSOR_` prefix, `__` for nesting, e.g.
+//! `REPROCESSOR_KAFKA__BOOTSTRAP_SERVERS`) < Flexprice's own `FLEXPRICE_RAW_EVENTS_REPROCESSING_ENABLED` and
+//! `FLEXPRICE_RAW_EVENTS_REPROCESSING_OUTPUT_TOPIC`.
+//!
+//! A bad configuration fails at start with the key, the value and the reason ([`ConfigError`]); secrets
+//! (passwords and any librdkafka property whose name mentions a password, secret or key material) never
+//! appear in printed configuration ([`Config::redacted_toml`]).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The text printed instead of a secret.
+pub const REDACTED: &str = "***";
+
+/// The whole effective configuration of the daemon and its CLI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// When false, the daemon keeps consuming commands and rejects every new one with reason `disabled`
+    /// (SPEC §3). Also set by `FLEXPRICE_RAW_EVENTS_REPROCESSING_ENABLED`.
+    pub enabled: bool,
+    pub kafka: KafkaConfig,
+    pub topics: TopicsConfig,
+    pub clickhouse: ClickHouseConfig,
+    pub processing: ProcessingConfig,
+    pub observability: ObservabilityConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            enabled: true,
+            kafka: KafkaConfig::default(),
+            topics: TopicsConfig::default(),
+            clickhouse: ClickHouseConfig::default(),
+            processing: ProcessingConfig::default(),
+            observability: ObservabilityConfig::default(),
+        }
+    }
+}
+
+/// Kafka client settings shared by the control consumer, the state reader and the job producers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`, comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// Consumer group of the control topic (`group.id`).
+    pub consumer_group: String,
+    /// Transactional ids are `<prefix>-<job_id>`: stable per job so a new owner fences a zombie (SPEC §5).
+    pub transactional_id_prefix: String,
+    /// `transaction.timeout.ms` of the job producers, milliseconds (SPEC §5: short, 60 s default).
+    pub transaction_timeout_ms: u64,
+    /// Timeout of every transactional call (init, commit, abort, send offsets), milliseconds.
+    pub operation_timeout_ms: u64,
+    /// Any librdkafka property, passed through to every client (e.g. `security.protocol`, `sasl.*`, `ssl.*`).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            consumer_group: "raw-events-reprocessor".into(),
+            transactional_id_prefix: "raw-events-reprocessor".into(),
+            transaction_timeout_ms: 60_000,
+            operation_timeout_ms: 30_000,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// One topic's name and the settings it is created with when `create_topics = true`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicConfig {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// `retention.ms`; `-1` keeps records forever (the state topic is compacted and never deleted by time).
+    pub retention_ms: i64,
+    /// `max.message.bytes` of the topic; rows whose record would exceed it are dead-lettered (SPEC §5).
+    pub max_message_bytes: i64,
+}
+
+impl TopicConfig {
+    fn new(name: &str, partitions: i32, retention_ms: i64) -> Self {
+        TopicConfig {
+            name: name.into(),
+            partitions,
+            replication_factor: 1,
+            retention_ms,
+            max_message_bytes: 1_048_588,
+        }
+    }
+}
+
+/// The five topics of SPEC §2.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Create missing topics at start; when false, start fails naming the missing topic.
+    pub create_topics: bool,
+    pub commands: TopicConfig,
+    /// Compacted (`cleanup.policy=compact`) whatever the configuration says.
+    pub state: TopicConfig,
+    pub output: TopicConfig,
+    pub results: TopicConfig,
+    pub dlq: TopicConfig,
+}
+
+const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            create_topics: true,
+            commands: TopicConfig::new("raw_events_reprocess_commands", 6, WEEK_MS),
+            state: TopicConfig::new("raw_events_reprocess_state", 6, -1),
+            output: TopicConfig::new("prod_events_v4", 6, WEEK_MS),
+            results: TopicConfig::new("raw_events_reprocess_results", 6, 4 * WEEK_MS),
+            dlq: TopicConfig::new("raw_events_reprocess_dlq", 6, 4 * WEEK_MS),
+        }
+    }
+}
+
+impl TopicsConfig {
+    /// The five topics with their configuration key (`topics.<key>`), in a fixed order.
+    pub fn all(&self) -> [(&'static str, &TopicConfig); 5] {
+        [
+            ("commands", &self.commands),
+            ("state", &self.state),
+            ("output", &self.output),
+            ("results", &self.results),
+            ("dlq", &self.dlq),
+        ]
+    }
+}
+
+/// ClickHouse HTTP interface settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    /// Base URL of the HTTP interface, e.g. `http://127.0.0.1:8123`.
+    pub url: String,
+    pub user: String,
+    /// Secret: redacted when printed.
+    pub password: String,
+    pub database: String,
+    /// The raw events table (SPEC §4).
+    pub table: String,
+    /// The events table read by `pending` mode.
+    pub events_table: String,
+    /// Sorting key columns after `tenant_id, environment_id`; empty = read from `system.tables`.
+    pub sorting_key: Vec<String>,
+    /// Timeout of one HTTP request, seconds.
+    pub request_timeout_secs: u64,
+    /// Total time transient failures of one query are retried for, seconds (exponential backoff with jitter).
+    pub retry_budget_secs: u64,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: "http://127.0.0.1:8123".into(),
+            user: "default".into(),
+            password: String::new(),
+            database: "flexprice".into(),
+            table: "raw_events".into(),
+            events_table: "events".into(),
+            sorting_key: Vec::new(),
+            request_timeout_secs: 60,
+            retry_budget_secs: 120,
+        }
+    }
+}
+
+/// Job processing limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessingConfig {
+    /// Batch size of a command that gives none (rows per page and per transaction).
+    pub default_batch_size: u32,
+    /// Largest batch size a command may ask for.
+    pub max_batch_size: u32,
+    /// Jobs running at once; more wait as `queued` (SPEC §3).
+    pub concurrency: u32,
+    /// Least time between two `progress` results of a job, seconds.
+    pub progress_interval_secs: u64,
+    /// On SIGTERM/SIGINT, time allowed to finish or abort in-flight transactions, seconds.
+    pub shutdown_grace_secs: u64,
+    /// Dead-letter `raw_event.payload` is cut to this many bytes when the record would be too large.
+    pub dlq_max_payload_bytes: usize,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        ProcessingConfig {
+            default_batch_size: 1000,
+            max_batch_size: 10_000,
+            concurrency: 4,
+            progress_interval_secs: 5,
+            shutdown_grace_secs: 30,
+            dlq_max_payload_bytes: 512 * 1024,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs and the HTTP endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservabilityConfig {
+    pub log_format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info` or `raw_events_reprocessor=debug`.
+    pub log_level: String,
+    /// Address of `/metrics`, `/healthz`, `/readyz`.
+    pub metrics_address: String,
+}
+
+impl Default for ObservabilityConfig {
+    fn default() -> Self {
+        ObservabilityConfig {
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            metrics_address: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+/// A configuration that cannot be used: names the key, the value and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: key `{key}` = {value}: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("invalid configuration: {0}")]
+    Figment(String),
+}
+
+fn invalid(key: impl Into<String>, value: impl std::fmt::Display, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        value: format!("{value}"),
+        reason: reason.into(),
+    }
+}
+
+/// Name fragments of librdkafka properties that hold secrets.
+const SECRET_MARKERS: [&str; 4] = ["password", "secret", "key", "token"];
+
+fn is_secret_property(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    // `ssl.key.location` is a path, not key material; everything else naming a key/secret is redacted.
+    !lower.ends_with(".location") && SECRET_MARKERS.iter().any(|m| lower.contains(m))
+}
+
+impl Config {
+    /// Loads the layers from the process environment. `file` is the `--config FILE` layer.
+    ///
+    /// Errors: a file that does not exist or does not parse, a value of the wrong type, an unknown key or a
+    /// value that fails [`Config::validate`].
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Like [`Config::load`] with an explicit environment (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        let default_file = Path::new("config/default.toml");
+        if default_file.is_file() {
+            fig = fig.merge(Toml::file(default_file));
+        }
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(invalid(
+                    "--config",
+                    file.display(),
+                    "file does not exist or is not a file",
+                ));
+            }
+            fig = fig.merge(Toml::file(file));
+        }
+        let prefixed: Vec<(String, String)> = env
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("REPROCESSOR_")
+                    .map(|rest| (rest.to_ascii_lowercase(), v.clone()))
+            })
+            .collect();
+        for (key, value) in &prefixed {
+            let path = key.replace("__", ".");
+            // Environment values are parsed as TOML values where they parse (numbers, booleans, arrays),
+            // else taken as strings, the same rule figment's `Env` provider applies.
+            let val: figment::value::Value = value
+                .parse::<figment::value::Value>()
+                .unwrap_or_else(|_| value.clone().into());
+            fig = fig.merge(Serialized::global(&path, val));
+        }
+        for (name, value) in &env {
+            match name.as_str() {
+                "FLEXPRICE_RAW_EVENTS_REPROCESSING_ENABLED" => {
+                    let enabled = match value.trim().to_ascii_lowercase().as_str() {
+                        "true" | "1" | "yes" => true,
+                        "false" | "0" | "no" => false,
+                        _ => {
+                            return Err(invalid(
+                                name.clone(),
+                                value,
+                                "expected true or false",
+                            ));
+                        }
+                    };
+                    fig = fig.merge(Serialized::global("enabled", enabled));
+                }
+                "FLEXPRICE_RAW_EVENTS_REPROCESSING_OUTPUT_TOPIC" => {
+                    fig = fig.merge(Serialized::global("topics.output.name", value.clone()));
+                }
+                _ => {}
+            }
+        }
+        let config: Config = fig.extract().map_err(|e| {
+            let mut msgs = Vec::new();
+            for err in e {
+                let key = if err.path.is_empty() {
+                    String::from("(root)")
+                } else {
+                    err.path.join(".")
+                };
+                msgs.push(format!("key `{key}`: {}", err.kind));
+            }
+            ConfigError::Figment(msgs.join("; "))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value that types alone cannot: non-empty names, positive sizes, parseable URL and address.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return Err(invalid("kafka.bootstrap_servers", "\"\"", "must not be empty"));
+        }
+        if self.kafka.consumer_group.trim().is_empty() {
+            return Err(invalid("kafka.consumer_group", "\"\"", "must not be empty"));
+        }
+        let prefix = &self.kafka.transactional_id_prefix;
+        if prefix.is_empty() || !prefix.chars().all(is_id_char) {
+            return Err(invalid(
+                "kafka.transactional_id_prefix",
+                format!("{prefix:?}"),
+                "must be non-empty and use only [A-Za-z0-9._-]",
+            ));
+        }
+        if self.kafka.transaction_timeout_ms < 1000 {
+            return Err(invalid(
+                "kafka.transaction_timeout_ms",
+                self.kafka.transaction_timeout_ms,
+                "must be at least 1000",
+            ));
+        }
+        if self.kafka.operation_timeout_ms < 100 {
+            return Err(invalid(
+                "kafka.operation_timeout_ms",
+                self.kafka.operation_timeout_ms,
+                "must be at least 100",
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (key, topic) in self.topics.all() {
+            if topic.name.is_empty()
+                || topic.name.len() > 249
+                || !topic.name.chars().all(is_id_char)
+            {
+                return Err(invalid(
+                    format!("topics.{key}.name"),
+                    format!("{:?}", topic.name),
+                    "a topic name is 1 to 249 characters of [A-Za-z0-9._-]",
+                ));
+            }
+            if !names.insert(topic.name.as_str()) {
+                return Err(invalid(
+                    format!("topics.{key}.name"),
+                    format!("{:?}", topic.name),
+                    "used by two topics; each topic needs its own name",
+                ));
+            }
+            if topic.partitions < 1 {
+                return Err(invalid(
+                    format!("topics.{key}.partitions"),
+                    topic.partitions,
+                    "must be at least 1",
+                ));
+            }
+            if topic.replication_factor < 1 {
+                return Err(invalid(
+                    format!("topics.{key}.replication_factor"),
+                    topic.replication_factor,
+                    "must be at least 1",
+                ));
+            }
+            if topic.retention_ms < -1 || topic.retention_ms == 0 {
+                return Err(invalid(
+                    format!("topics.{key}.retention_ms"),
+                    topic.retention_ms,
+                    "must be -1 (forever) or a positive number of milliseconds",
+                ));
+            }
+            if topic.max_message_bytes < 1024 {
+                return Err(invalid(
+                    format!("topics.{key}.max_message_bytes"),
+                    topic.max_message_bytes,
+                    "must be at least 1024",
+                ));
+            }
+        }
+        let url = url::Url::parse(&self.clickhouse.url).map_err(|e| {
+            invalid(
+                "clickhouse.url",
+                format!("{:?}", self.clickhouse.url),
+                &format!("not a URL: {e}"),
+            )
+        })?;
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(invalid(
+                "clickhouse.url",
+                format!("{:?}", self.clickhouse.url),
+                "scheme must be http or https",
+            ));
+        }
+        for (key, value) in [
+            ("clickhouse.database", &self.clickhouse.database),
+            ("clickhouse.table", &self.clickhouse.table),
+            ("clickhouse.events_table", &self.clickhouse.events_table),
+        ] {
+            if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(invalid(
+                    key,
+                    format!("{value:?}"),
+                    "must be a plain identifier of [A-Za-z0-9_]",
+                ));
+            }
+        }
+        if self.clickhouse.request_timeout_secs == 0 {
+            return Err(invalid("clickhouse.request_timeout_secs", 0, "must be at least 1"));
+        }
+        let p = &self.processing;
+        if p.max_batch_size == 0 || p.max_batch_size > 1_000_000 {
+            return Err(invalid(
+                "processing.max_batch_size",
+                p.max_batch_size,
+                "must be between 1 and 1000000",
+            ));
+        }
+        if p.default_batch_size == 0 || p.default_batch_size > p.max_batch_size {
+            return Err(invalid(
+                "processing.default_batch_size",
+                p.default_batch_size,
+                "must be between 1 and processing.max_batch_size",
+            ));
+        }
+        if p.concurrency == 0 {
+            return Err(invalid("processing.concurrency", 0, "must be at least 1"));
+        }
+        if p.progress_interval_secs == 0 {
+            return Err(invalid("processing.progress_interval_secs", 0, "must be at least 1"));
+        }
+        if p.dlq_max_payload_bytes < 256 {
+            return Err(invalid(
+                "processing.dlq_max_payload_bytes",
+                p.dlq_max_payload_bytes,
+                "must be at least 256",
+            ));
+        }
+        if self.observability.metrics_address.parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                "observability.metrics_address",
+                format!("{:?}", self.observability.metrics_address),
+                "must be an IP address and port, e.g. 127.0.0.1:9464",
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.observability.log_level).is_err() {
+            return Err(invalid(
+                "observability.log_level",
+                format!("{:?}", self.observability.log_level),
+                "not a log filter (e.g. info, debug, raw_events_reprocessor=debug)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A copy with every secret replaced by [`REDACTED`].
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        if !c.clickhouse.password.is_empty() {
+            c.clickhouse.password = REDACTED.into();
+        }
+        for (name, value) in c.kafka.properties.iter_mut() {
+            if is_secret_property(name) {
+                *value = REDACTED.into();
+            }
+        }
+        c
+    }
+
+    /// The effective configuration as TOML, secrets redacted (`reprocessor config`).
+    pub fn redacted_toml(&self) -> String {
+        toml::to_string_pretty(&self.redacted()).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
+}
+
+/// Characters allowed in job ids, topic names and transactional id prefixes.
+pub fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys_and_flexprice_variables_win() {
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("REPROCESSOR_KAFKA__BOOTSTRAP_SERVERS", "broker:9093"),
+                ("REPROCESSOR_PROCESSING__CONCURRENCY", "7"),
+                ("REPROCESSOR_TOPICS__OUTPUT__NAME", "from_reprocessor_env"),
+                ("FLEXPRICE_RAW_EVENTS_REPROCESSING_OUTPUT_TOPIC", "events_out"),
+                ("FLEXPRICE_RAW_EVENTS_REPROCESSING_ENABLED", "false"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.kafka.bootstrap_servers, "broker:9093");
+        assert_eq!(c.processing.concurrency, 7);
+        assert_eq!(c.topics.output.name, "events_out");
+        assert!(!c.enabled);
+    }
+
+    #[test]
+    fn file_layer_overrides_defaults_and_env_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[processing]\nconcurrency = 3\ndefault_batch_size = 50\n[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Some(&path),
+            env(&[("REPROCESSOR_PROCESSING__CONCURRENCY", "9")]),
+        )
+        .unwrap();
+        assert_eq!(c.processing.default_batch_size, 50);
+        assert_eq!(c.processing.concurrency, 9);
+        let printed = c.redacted_toml();
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains(REDACTED));
+    }
+
+    #[test]
+    fn bad_values_name_key_value_and_reason() {
+        let err = Config::load_from(None, env(&[("REPROCESSOR_PROCESSING__CONCURRENCY", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("processing.concurrency") && err.contains("at least 1"), "{err}");
+
+        let err = Config::load_from(None, env(&[("REPROCESSOR_CLICKHOUSE__URL", "not a url")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("clickhouse.url") && err.contains("not a url"), "{err}");
+
+        let err = Config::load_from(None, env(&[("REPROCESSOR_PROCESSING__CONCURRENCY", "many")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("processing.concurrency") && err.contains("many"), "{err}");
+
+        let err = Config::load_from(None, env(&[("FLEXPRICE_RAW_EVENTS_REPROCESSING_ENABLED", "maybe")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("FLEXPRICE_RAW_EVENTS_REPROCESSING_ENABLED") && err.contains("maybe"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = Config::load_from(None, env(&[("REPROCESSOR_PROCESSING__CONCURENCY", "2")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("concurency"), "{err}");
+    }
+
+    #[test]
+    fn password_is_redacted() {
+        let mut c = Config::default();
+        c.clickhouse.password = "s3cret".into();
+        c.kafka.properties.insert("ssl.key.location".into(), "/etc/k.pem".into());
+        let printed = c.redacted_toml();
+        assert!(!printed.contains("s3cret"));
+        assert!(printed.contains("/etc/k.pem"), "paths are not secrets: {printed}");
+    }
+}
