@@ -241,7 +241,8 @@ clickhouse_install() {
     log "clickhouse: installing chdb-core==$CHDB_VERSION and lz4 into $VENV_DIR"
     rm -rf "$VENV_DIR"
     python3 -m venv "$VENV_DIR" >&2 || die "clickhouse: python3 -m venv failed (apt-get install python3-venv)"
-    "$VENV_DIR/bin/pip" install -q --disable-pip-version-check "chdb-core==$CHDB_VERSION" lz4 >&2 ||
+    # --no-deps: chdb's numpy/pandas/pyarrow are only for DataFrame/Arrow results, which the front end never uses.
+    "$VENV_DIR/bin/pip" install -q --disable-pip-version-check --no-deps "chdb-core==$CHDB_VERSION" lz4 >&2 ||
         die "clickhouse: pip install chdb-core==$CHDB_VERSION lz4 failed"
     touch "$VENV_DIR/.complete"
 }

@@ -341,3 +341,34 @@ async fn flexprice_tables_exist_with_spec_keys() {
         "{granularity}"
     );
 }
+
+/// A private ClickHouse instance (never the shared one) keeps its data across a stop and a start.
+#[tokio::test]
+async fn restart_keeps_data_on_own_instance() {
+    let own = support::OwnServices::with_free_ports();
+    own.up("clickhouse");
+    let client = Client::default()
+        .with_url(own.clickhouse_url())
+        .with_database("flexprice");
+    client
+        .query(
+            "INSERT INTO raw_events (id, tenant_id, environment_id, external_customer_id, payload, timestamp, version) \
+             VALUES ('kept-1', 't', 'e', 'c', '{}', '2025-01-01 00:00:00.000', 1)",
+        )
+        .execute()
+        .await
+        .expect("insert");
+
+    own.down("clickhouse");
+    assert!(
+        client.query("SELECT 1").execute().await.is_err(),
+        "stopped instance must refuse queries"
+    );
+    own.up("clickhouse");
+    let ids: Vec<String> = client
+        .query("SELECT id FROM raw_events")
+        .fetch_all()
+        .await
+        .expect("select after restart");
+    assert_eq!(ids, ["kept-1"]);
+}

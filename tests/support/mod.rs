@@ -95,6 +95,28 @@ impl OwnServices {
         }
     }
 
+    /// Like [`OwnServices::new`] with ports that are free now (Kafka: two consecutive ones).
+    pub fn with_free_ports() -> Self {
+        let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        let pick = || loop {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("ask the OS for a free port")
+                .port();
+            if port < 65000 && free(port + 1) {
+                return port;
+            }
+        };
+        let kafka_port = pick();
+        let clickhouse_port = loop {
+            let port = pick();
+            if port != kafka_port && port != kafka_port + 1 && port + 1 != kafka_port {
+                break port;
+            }
+        };
+        Self::new(kafka_port, clickhouse_port)
+    }
+
     pub fn kafka_bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.kafka_port)
     }
