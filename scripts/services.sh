@@ -28,7 +28,8 @@ CACHE_DIR="${RER_CACHE_DIR:-$HOME/.cache/raw-events-reprocessor}"
 SERVICES_DIR="${RER_SERVICES_DIR:-$CACHE_DIR}"
 TIMEOUT="${SERVICES_TIMEOUT:-90}"
 
-JARS_DIR="$CACHE_DIR/kafka-$KAFKA_VERSION-jars"
+# The jar folder is named after the pom's content, so editing the pom resolves the jars again.
+JARS_DIR="$CACHE_DIR/kafka-$KAFKA_VERSION-jars-$(sha1sum "$ROOT/tests/support/kafka/pom.xml" | cut -c1-10)"
 VENV_DIR="$CACHE_DIR/chdb-$CHDB_VERSION-venv"
 KAFKA_DIR="$SERVICES_DIR/kafka-$KAFKA_PORT"
 CLICKHOUSE_DIR="$SERVICES_DIR/clickhouse-$CLICKHOUSE_PORT"
