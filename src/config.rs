@@ -61,6 +61,12 @@ pub struct KafkaConfig {
     pub transaction_timeout_ms: u64,
     /// Timeout of every transactional call (init, commit, abort, send offsets), milliseconds.
     pub operation_timeout_ms: u64,
+    /// `session.timeout.ms` of the control-topic consumer, milliseconds: how soon a crashed daemon's
+    /// partitions move to another instance.
+    pub session_timeout_ms: u64,
+    /// `group.instance.id` (static membership): a restarted daemon with the same id takes its partitions
+    /// back at once instead of waiting for the session to expire. Unique per instance; unset by default.
+    pub group_instance_id: Option<String>,
     /// Any librdkafka property, passed through to every client (e.g. `security.protocol`, `sasl.*`, `ssl.*`).
     pub properties: BTreeMap<String, String>,
 }
@@ -73,6 +79,8 @@ impl Default for KafkaConfig {
             transactional_id_prefix: "raw-events-reprocessor".into(),
             transaction_timeout_ms: 60_000,
             operation_timeout_ms: 30_000,
+            session_timeout_ms: 10_000,
+            group_instance_id: None,
             properties: BTreeMap::new(),
         }
     }
@@ -326,11 +334,7 @@ impl Config {
                         "true" | "1" | "yes" => true,
                         "false" | "0" | "no" => false,
                         _ => {
-                            return Err(invalid(
-                                name.clone(),
-                                value,
-                                "expected true or false",
-                            ));
+                            return Err(invalid(name.clone(), value, "expected true or false"));
                         }
                     };
                     fig = fig.merge(Serialized::global("enabled", enabled));
@@ -360,7 +364,11 @@ impl Config {
     /// Checks every value that types alone cannot: non-empty names, positive sizes, parseable URL and address.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.kafka.bootstrap_servers.trim().is_empty() {
-            return Err(invalid("kafka.bootstrap_servers", "\"\"", "must not be empty"));
+            return Err(invalid(
+                "kafka.bootstrap_servers",
+                "\"\"",
+                "must not be empty",
+            ));
         }
         if self.kafka.consumer_group.trim().is_empty() {
             return Err(invalid("kafka.consumer_group", "\"\"", "must not be empty"));
@@ -385,6 +393,22 @@ impl Config {
                 "kafka.operation_timeout_ms",
                 self.kafka.operation_timeout_ms,
                 "must be at least 100",
+            ));
+        }
+        if !(6_000..=300_000).contains(&self.kafka.session_timeout_ms) {
+            return Err(invalid(
+                "kafka.session_timeout_ms",
+                self.kafka.session_timeout_ms,
+                "must be between 6000 and 300000 (the broker's group session limits)",
+            ));
+        }
+        if let Some(id) = &self.kafka.group_instance_id
+            && (id.is_empty() || !id.chars().all(is_id_char))
+        {
+            return Err(invalid(
+                "kafka.group_instance_id",
+                format!("{id:?}"),
+                "must be non-empty and use only [A-Za-z0-9._-]",
             ));
         }
         let mut names = std::collections::HashSet::new();
@@ -463,7 +487,11 @@ impl Config {
             }
         }
         if self.clickhouse.request_timeout_secs == 0 {
-            return Err(invalid("clickhouse.request_timeout_secs", 0, "must be at least 1"));
+            return Err(invalid(
+                "clickhouse.request_timeout_secs",
+                0,
+                "must be at least 1",
+            ));
         }
         let p = &self.processing;
         if p.max_batch_size == 0 || p.max_batch_size > 1_000_000 {
@@ -484,7 +512,11 @@ impl Config {
             return Err(invalid("processing.concurrency", 0, "must be at least 1"));
         }
         if p.progress_interval_secs == 0 {
-            return Err(invalid("processing.progress_interval_secs", 0, "must be at least 1"));
+            return Err(invalid(
+                "processing.progress_interval_secs",
+                0,
+                "must be at least 1",
+            ));
         }
         if p.dlq_max_payload_bytes < 256 {
             return Err(invalid(
@@ -493,7 +525,12 @@ impl Config {
                 "must be at least 256",
             ));
         }
-        if self.observability.metrics_address.parse::<SocketAddr>().is_err() {
+        if self
+            .observability
+            .metrics_address
+            .parse::<SocketAddr>()
+            .is_err()
+        {
             return Err(invalid(
                 "observability.metrics_address",
                 format!("{:?}", self.observability.metrics_address),
@@ -526,7 +563,8 @@ impl Config {
 
     /// The effective configuration as TOML, secrets redacted (`reprocessor config`).
     pub fn redacted_toml(&self) -> String {
-        toml::to_string_pretty(&self.redacted()).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+        toml::to_string_pretty(&self.redacted())
+            .unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
 }
 
@@ -554,7 +592,10 @@ mod tests {
                 ("REPROCESSOR_KAFKA__BOOTSTRAP_SERVERS", "broker:9093"),
                 ("REPROCESSOR_PROCESSING__CONCURRENCY", "7"),
                 ("REPROCESSOR_TOPICS__OUTPUT__NAME", "from_reprocessor_env"),
-                ("FLEXPRICE_RAW_EVENTS_REPROCESSING_OUTPUT_TOPIC", "events_out"),
+                (
+                    "FLEXPRICE_RAW_EVENTS_REPROCESSING_OUTPUT_TOPIC",
+                    "events_out",
+                ),
                 ("FLEXPRICE_RAW_EVENTS_REPROCESSING_ENABLED", "false"),
             ]),
         )
@@ -591,22 +632,40 @@ mod tests {
         let err = Config::load_from(None, env(&[("REPROCESSOR_PROCESSING__CONCURRENCY", "0")]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("processing.concurrency") && err.contains("at least 1"), "{err}");
+        assert!(
+            err.contains("processing.concurrency") && err.contains("at least 1"),
+            "{err}"
+        );
 
         let err = Config::load_from(None, env(&[("REPROCESSOR_CLICKHOUSE__URL", "not a url")]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("clickhouse.url") && err.contains("not a url"), "{err}");
+        assert!(
+            err.contains("clickhouse.url") && err.contains("not a url"),
+            "{err}"
+        );
 
-        let err = Config::load_from(None, env(&[("REPROCESSOR_PROCESSING__CONCURRENCY", "many")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("processing.concurrency") && err.contains("many"), "{err}");
+        let err = Config::load_from(
+            None,
+            env(&[("REPROCESSOR_PROCESSING__CONCURRENCY", "many")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("processing.concurrency") && err.contains("many"),
+            "{err}"
+        );
 
-        let err = Config::load_from(None, env(&[("FLEXPRICE_RAW_EVENTS_REPROCESSING_ENABLED", "maybe")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("FLEXPRICE_RAW_EVENTS_REPROCESSING_ENABLED") && err.contains("maybe"), "{err}");
+        let err = Config::load_from(
+            None,
+            env(&[("FLEXPRICE_RAW_EVENTS_REPROCESSING_ENABLED", "maybe")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("FLEXPRICE_RAW_EVENTS_REPROCESSING_ENABLED") && err.contains("maybe"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -621,9 +680,14 @@ mod tests {
     fn password_is_redacted() {
         let mut c = Config::default();
         c.clickhouse.password = "s3cret".into();
-        c.kafka.properties.insert("ssl.key.location".into(), "/etc/k.pem".into());
+        c.kafka
+            .properties
+            .insert("ssl.key.location".into(), "/etc/k.pem".into());
         let printed = c.redacted_toml();
         assert!(!printed.contains("s3cret"));
-        assert!(printed.contains("/etc/k.pem"), "paths are not secrets: {printed}");
+        assert!(
+            printed.contains("/etc/k.pem"),
+            "paths are not secrets: {printed}"
+        );
     }
 }

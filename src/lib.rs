@@ -3,6 +3,13 @@
 //! Data flows one way: command → job → source → transform → sink/checkpoint (see `README.md`).
 
 pub mod cli;
+pub mod command;
 pub mod config;
+pub mod daemon;
+pub mod job;
+pub mod metrics;
+pub mod runner;
+pub mod sink;
 pub mod source;
+pub mod state;
 pub mod transform;

@@ -1,1 +1,4 @@
 //! Operator subcommands that are not the daemon itself.
+
+pub mod check;
+pub mod transform;

@@ -165,3 +165,5 @@ impl Drop for OwnServices {
             .output();
     }
 }
+
+pub mod harness;

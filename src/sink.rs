@@ -1,0 +1,432 @@
+//! Kafka side of the daemon: client configuration, topic creation, and [`TxnProducer`], which commits one
+//! batch of records (events, dead letters, results, checkpoint, optionally consumer offsets) as a single
+//! Kafka transaction (SPEC §5).
+//!
+//! Transactional ids are stable (`<prefix>-<job_id>` for jobs, `<prefix>-control-<partition>` for the
+//! control handler of one command partition), so creating a [`TxnProducer`] fences any zombie that used the
+//! same id and aborts what it left open. Every transactional call runs on the blocking pool with the
+//! configured timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use rdkafka::ClientConfig;
+use rdkafka::TopicPartitionList;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tracing::{debug, warn};
+
+use crate::config::Config;
+
+/// Bytes allowed for a record's framing on top of key, value and headers when checking
+/// `max.message.bytes` before producing (record batch header plus record overhead).
+pub const RECORD_OVERHEAD_BYTES: usize = 128;
+
+/// Base librdkafka configuration: bootstrap servers plus every `kafka.properties` entry.
+pub fn client_config(cfg: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.kafka.bootstrap_servers);
+    for (k, v) in &cfg.kafka.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The librdkafka name of an error code, e.g. `MSG_SIZE_TOO_LARGE` (SPEC §8 spells broker errors so).
+pub fn error_name(code: RDKafkaErrorCode) -> String {
+    let Ok(raw) = rdkafka::types::RDKafkaRespErr::try_from(code as i32) else {
+        return format!("{code:?}");
+    };
+    // SAFETY: rd_kafka_err2name returns a pointer to a static, NUL-terminated string for every code.
+    unsafe {
+        let ptr = rdkafka::bindings::rd_kafka_err2name(raw);
+        std::ffi::CStr::from_ptr(ptr).to_string_lossy().into_owned()
+    }
+}
+
+/// The librdkafka error code of a Kafka error, when it has one.
+pub fn error_code(e: &KafkaError) -> Option<RDKafkaErrorCode> {
+    e.rdkafka_error_code()
+}
+
+/// Errors of topic checks at start.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("topic `{topic}` (topics.{key}.name) does not exist and topics.create_topics = false")]
+    Missing { key: &'static str, topic: String },
+    #[error("cannot create topic `{topic}`: {error}")]
+    Create { topic: String, error: String },
+    #[error("cannot read Kafka metadata from {servers}: {error}")]
+    Metadata { servers: String, error: String },
+}
+
+/// Names of the configured topics that exist on the cluster, read from metadata.
+pub async fn existing_topics(cfg: &Config) -> Result<Vec<String>, TopicError> {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(cfg)
+            .create()
+            .map_err(|e| TopicError::Metadata {
+                servers: cfg.kafka.bootstrap_servers.clone(),
+                error: e.to_string(),
+            })?;
+    let timeout = Duration::from_millis(cfg.kafka.operation_timeout_ms);
+    let md = tokio::task::spawn_blocking(move || {
+        admin.inner().fetch_metadata(None, timeout).map(|md| {
+            md.topics()
+                .iter()
+                .map(|t| t.name().to_string())
+                .collect::<Vec<_>>()
+        })
+    })
+    .await
+    .expect("metadata task does not panic");
+    md.map_err(|e| TopicError::Metadata {
+        servers: cfg.kafka.bootstrap_servers.clone(),
+        error: e.to_string(),
+    })
+}
+
+/// Makes sure the five topics exist: creates the missing ones with their configured settings when
+/// `topics.create_topics` is true (the state topic always compacted), else fails naming the first missing one.
+pub async fn ensure_topics(cfg: &Config) -> Result<(), TopicError> {
+    let existing = existing_topics(cfg).await?;
+    let missing: Vec<_> = cfg
+        .topics
+        .all()
+        .into_iter()
+        .filter(|(_, t)| !existing.contains(&t.name))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !cfg.topics.create_topics {
+        let (key, t) = missing[0];
+        return Err(TopicError::Missing {
+            key,
+            topic: t.name.clone(),
+        });
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(cfg)
+            .create()
+            .map_err(|e| TopicError::Metadata {
+                servers: cfg.kafka.bootstrap_servers.clone(),
+                error: e.to_string(),
+            })?;
+    let settings: Vec<(String, String, String)> = missing
+        .iter()
+        .map(|(key, t)| {
+            (
+                t.retention_ms.to_string(),
+                t.max_message_bytes.to_string(),
+                if *key == "state" { "compact" } else { "delete" }.to_string(),
+            )
+        })
+        .collect();
+    let new_topics: Vec<NewTopic> = missing
+        .iter()
+        .zip(&settings)
+        .map(|((_, t), (retention, max_bytes, policy))| {
+            NewTopic::new(
+                &t.name,
+                t.partitions,
+                TopicReplication::Fixed(t.replication_factor),
+            )
+            .set("cleanup.policy", policy)
+            .set("retention.ms", retention)
+            .set("max.message.bytes", max_bytes)
+        })
+        .collect();
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_millis(cfg.kafka.operation_timeout_ms)));
+    let results = admin
+        .create_topics(new_topics.iter(), &opts)
+        .await
+        .map_err(|e| TopicError::Create {
+            topic: missing[0].1.name.clone(),
+            error: e.to_string(),
+        })?;
+    for r in results {
+        match r {
+            Ok(name) => tracing::info!(topic = %name, "created topic"),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                debug!(topic = %name, "topic created concurrently")
+            }
+            Err((name, code)) => {
+                return Err(TopicError::Create {
+                    topic: name,
+                    error: error_name(code),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One record of a batch transaction. `tag` is handed back when the broker refuses this record.
+#[derive(Debug, Clone)]
+pub struct OutRecord {
+    pub topic: Arc<str>,
+    pub key: String,
+    pub value: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+    /// Position of the row in its batch (0-based) for rows' records; `None` for records about the job.
+    pub tag: Option<usize>,
+}
+
+impl OutRecord {
+    /// Bytes this record needs on the wire, for the `max.message.bytes` check.
+    pub fn wire_size(&self) -> usize {
+        self.key.len()
+            + self.value.len()
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 8)
+                .sum::<usize>()
+            + RECORD_OVERHEAD_BYTES
+    }
+}
+
+/// Why a batch transaction did not commit. In every case nothing of the batch is visible to
+/// `read_committed` readers.
+#[derive(Debug, thiserror::Error)]
+pub enum TxnError {
+    /// The broker refused these records (tag, librdkafka error name); the transaction was aborted.
+    #[error("{} record(s) refused by the broker", .0.len())]
+    Refused(Vec<(Option<usize>, String)>),
+    /// Another producer with the same transactional id took over: this owner must stop.
+    #[error("producer fenced: another instance owns this transactional id")]
+    Fenced,
+    /// The producer cannot be used any more; build a new one and redo the batch.
+    #[error("fatal producer error: {0}")]
+    Fatal(String),
+    /// Not committed, or outcome unknown: rebuild the producer, reload the checkpoint, then go on.
+    #[error("transaction not committed: {0}")]
+    Retry(String),
+}
+
+/// A transactional producer with a stable transactional id.
+pub struct TxnProducer {
+    producer: FutureProducer,
+    transactional_id: String,
+    op_timeout: Duration,
+}
+
+fn classify(e: &KafkaError) -> TxnError {
+    let fenced = matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::ProducerFenced)
+            | Some(RDKafkaErrorCode::InvalidProducerEpoch)
+            | Some(RDKafkaErrorCode::Fenced)
+    );
+    if fenced {
+        return TxnError::Fenced;
+    }
+    match e {
+        KafkaError::Transaction(re) if re.is_fatal() => TxnError::Fatal(re.to_string()),
+        _ => TxnError::Retry(e.to_string()),
+    }
+}
+
+impl TxnProducer {
+    /// Creates the producer and initialises transactions, which fences older producers of the same id and
+    /// aborts their open transaction. Retries transient failures until `op_timeout` × 4 has passed.
+    pub async fn new(cfg: &Config, transactional_id: &str) -> Result<TxnProducer, TxnError> {
+        let max_bytes = cfg
+            .topics
+            .all()
+            .iter()
+            .map(|(_, t)| t.max_message_bytes)
+            .max()
+            .unwrap_or(1_048_588)
+            .max(1_048_588);
+        let mut c = client_config(cfg);
+        c.set("transactional.id", transactional_id)
+            .set("enable.idempotence", "true")
+            .set(
+                "transaction.timeout.ms",
+                cfg.kafka.transaction_timeout_ms.to_string(),
+            )
+            .set(
+                "message.timeout.ms",
+                cfg.kafka.transaction_timeout_ms.to_string(),
+            )
+            .set("message.max.bytes", (max_bytes + 1024).to_string())
+            .set("partitioner", "fnv1a_random")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4");
+        let producer: FutureProducer = c.create().map_err(|e| TxnError::Fatal(e.to_string()))?;
+        let op_timeout = Duration::from_millis(cfg.kafka.operation_timeout_ms);
+        let deadline = std::time::Instant::now() + op_timeout * 4;
+        loop {
+            let p = producer.clone();
+            let r = tokio::task::spawn_blocking(move || p.init_transactions(op_timeout))
+                .await
+                .expect("init task does not panic");
+            match r {
+                Ok(()) => break,
+                Err(e)
+                    if std::time::Instant::now() < deadline
+                        && !matches!(classify(&e), TxnError::Fatal(_)) =>
+                {
+                    warn!(transactional_id, error = %e, "init_transactions failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(classify(&e)),
+            }
+        }
+        Ok(TxnProducer {
+            producer,
+            transactional_id: transactional_id.to_string(),
+            op_timeout,
+        })
+    }
+
+    /// The transactional id.
+    pub fn transactional_id(&self) -> &str {
+        &self.transactional_id
+    }
+
+    /// Produces `records` and, when given, commits consumer `offsets` in one transaction.
+    ///
+    /// Returns once the transaction is committed. On a refused record the transaction is aborted and the
+    /// refused records' tags are returned, so the caller can dead-letter them and redo the batch.
+    pub async fn commit(
+        &self,
+        records: &[OutRecord],
+        offsets: Option<(TopicPartitionList, ConsumerGroupMetadata)>,
+    ) -> Result<(), TxnError> {
+        self.producer
+            .begin_transaction()
+            .map_err(|e| classify(&e))?;
+        let mut futures = Vec::with_capacity(records.len());
+        for r in records {
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (k, v) in &r.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let mut record = FutureRecord::to(&r.topic)
+                .key(r.key.as_bytes())
+                .payload(&r.value)
+                .headers(headers);
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(f) => {
+                        futures.push(f);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => {
+                        self.abort().await?;
+                        return match e.rdkafka_error_code() {
+                            Some(code) if !matches!(classify(&e), TxnError::Fenced) => {
+                                Err(TxnError::Refused(vec![(r.tag, error_name(code))]))
+                            }
+                            _ => Err(classify(&e)),
+                        };
+                    }
+                }
+            }
+        }
+        let results = join_all(futures).await;
+        let mut refused = Vec::new();
+        let mut other: Option<KafkaError> = None;
+        for (r, res) in records.iter().zip(results) {
+            match res {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    let per_record = matches!(
+                        e.rdkafka_error_code(),
+                        Some(RDKafkaErrorCode::MessageSizeTooLarge)
+                            | Some(RDKafkaErrorCode::InvalidRecord)
+                            | Some(RDKafkaErrorCode::InvalidMessage)
+                            | Some(RDKafkaErrorCode::MessageBatchTooLarge)
+                    );
+                    if per_record && r.tag.is_some() {
+                        refused.push((r.tag, error_name(e.rdkafka_error_code().unwrap())));
+                    } else if other.is_none() {
+                        other = Some(e);
+                    }
+                }
+                Err(_) => {
+                    if other.is_none() {
+                        other = Some(KafkaError::Canceled);
+                    }
+                }
+            }
+        }
+        if let Some(e) = other {
+            let err = classify(&e);
+            if !matches!(err, TxnError::Fenced | TxnError::Fatal(_)) {
+                self.abort().await?;
+            }
+            return Err(err);
+        }
+        if !refused.is_empty() {
+            self.abort().await?;
+            return Err(TxnError::Refused(refused));
+        }
+        if let Some((offsets, group)) = offsets {
+            let p = self.producer.clone();
+            let t = self.op_timeout;
+            let r = tokio::task::spawn_blocking(move || {
+                p.send_offsets_to_transaction(&offsets, &group, t)
+            })
+            .await
+            .expect("offsets task does not panic");
+            if let Err(e) = r {
+                let err = classify(&e);
+                if !matches!(err, TxnError::Fenced | TxnError::Fatal(_)) {
+                    self.abort().await?;
+                }
+                return Err(err);
+            }
+        }
+        let p = self.producer.clone();
+        let t = self.op_timeout;
+        let r = tokio::task::spawn_blocking(move || {
+            // A retriable commit error leaves the outcome to a later commit call (librdkafka docs).
+            let mut tries = 0;
+            loop {
+                match p.commit_transaction(t) {
+                    Err(KafkaError::Transaction(e))
+                        if e.is_retriable() && !e.txn_requires_abort() && tries < 5 =>
+                    {
+                        tries += 1;
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .expect("commit task does not panic");
+        // Any failure here leaves the outcome to be read back from the state topic: the caller rebuilds the
+        // producer (fencing this one) and reloads the job's checkpoint, which is part of this transaction.
+        r.map_err(|e| classify(&e))
+    }
+
+    /// Aborts the open transaction.
+    pub async fn abort(&self) -> Result<(), TxnError> {
+        let p = self.producer.clone();
+        let t = self.op_timeout;
+        let r = tokio::task::spawn_blocking(move || p.abort_transaction(t))
+            .await
+            .expect("abort task does not panic");
+        r.map_err(|e| match classify(&e) {
+            TxnError::Retry(m) => TxnError::Fatal(format!("abort failed: {m}")),
+            other => other,
+        })
+    }
+}

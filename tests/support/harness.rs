@@ -1,0 +1,582 @@
+//! End-to-end harness: a private namespace per test (ClickHouse database, topic names, consumer group,
+//! transactional-id prefix), raw rows in, the daemon as a child process, and readers of what it wrote.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{clickhouse_url, kafka_bootstrap, require_services};
+
+/// A raw row to insert (column names as in `flexprice.raw_events`).
+#[derive(Debug, Clone, clickhouse::Row, Serialize)]
+pub struct InsertRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub environment_id: String,
+    pub external_customer_id: String,
+    pub event_name: String,
+    pub source: Option<String>,
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+    pub field1: Option<String>,
+    pub field2: Option<String>,
+    pub field3: Option<String>,
+    pub field4: Option<String>,
+    pub field5: Option<String>,
+    pub field6: Option<String>,
+    pub field7: Option<String>,
+    pub field8: Option<String>,
+    pub field9: Option<String>,
+    pub field10: Option<String>,
+    pub timestamp: i64,
+    pub version: u64,
+}
+
+impl InsertRow {
+    pub fn new(
+        id: &str,
+        tenant: &str,
+        env: &str,
+        customer: &str,
+        ts_ms: i64,
+        payload: &[u8],
+    ) -> InsertRow {
+        InsertRow {
+            id: id.into(),
+            tenant_id: tenant.into(),
+            environment_id: env.into(),
+            external_customer_id: customer.into(),
+            event_name: "usage".into(),
+            source: None,
+            payload: payload.to_vec(),
+            field1: None,
+            field2: None,
+            field3: None,
+            field4: None,
+            field5: None,
+            field6: None,
+            field7: None,
+            field8: None,
+            field9: None,
+            field10: None,
+            timestamp: ts_ms,
+            version: 1,
+        }
+    }
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: Vec<u8>,
+    pub headers: HashMap<String, String>,
+}
+
+impl Record {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.value).unwrap_or(Value::Null)
+    }
+}
+
+/// A test's private namespace on the shared (or its own) Kafka and ClickHouse.
+pub struct Env {
+    pub name: String,
+    pub kafka: String,
+    pub clickhouse: String,
+    pub database: String,
+    pub metrics_port: u16,
+    pub log_dir: tempfile::TempDir,
+    /// Extra `REPROCESSOR_*` variables for the daemon.
+    pub extra_env: Vec<(String, String)>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Env {
+    /// A namespace on the shared services (`scripts/services.sh up`).
+    pub async fn new(name: &str) -> Env {
+        require_services();
+        Env::on(name, kafka_bootstrap(), clickhouse_url()).await
+    }
+
+    /// A namespace on the given services.
+    pub async fn on(name: &str, kafka: String, clickhouse: String) -> Env {
+        let unique = format!(
+            "{name}_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                % 1_000_000
+        );
+        let env = Env {
+            database: format!("e2e_{unique}"),
+            name: unique,
+            kafka,
+            clickhouse,
+            metrics_port: free_port(),
+            log_dir: tempfile::tempdir().unwrap(),
+            extra_env: Vec::new(),
+        };
+        env.create_tables().await;
+        env
+    }
+
+    pub fn client(&self) -> clickhouse::Client {
+        clickhouse::Client::default()
+            .with_url(&self.clickhouse)
+            .with_database(&self.database)
+    }
+
+    async fn create_tables(&self) {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas/clickhouse");
+        let client = clickhouse::Client::default().with_url(&self.clickhouse);
+        client
+            .query(&format!("CREATE DATABASE IF NOT EXISTS {}", self.database))
+            .execute()
+            .await
+            .expect("create test database");
+        for file in ["002_raw_events.sql", "003_events.sql"] {
+            let ddl = std::fs::read_to_string(root.join(file))
+                .unwrap()
+                .replace("flexprice.", &format!("{}.", self.database));
+            client.query(&ddl).execute().await.expect("create table");
+        }
+    }
+
+    pub fn topic(&self, key: &str) -> String {
+        format!("{key}_{}", self.name)
+    }
+
+    /// `REPROCESSOR_*` variables pointing the daemon at this namespace.
+    pub fn daemon_env(&self) -> Vec<(String, String)> {
+        let mut v = vec![
+            (
+                "REPROCESSOR_KAFKA__BOOTSTRAP_SERVERS".into(),
+                self.kafka.clone(),
+            ),
+            (
+                "REPROCESSOR_KAFKA__CONSUMER_GROUP".into(),
+                format!("g_{}", self.name),
+            ),
+            (
+                "REPROCESSOR_KAFKA__TRANSACTIONAL_ID_PREFIX".into(),
+                format!("tx_{}", self.name),
+            ),
+            (
+                "REPROCESSOR_KAFKA__GROUP_INSTANCE_ID".into(),
+                format!("i_{}", self.name),
+            ),
+            (
+                "REPROCESSOR_CLICKHOUSE__URL".into(),
+                self.clickhouse.clone(),
+            ),
+            (
+                "REPROCESSOR_CLICKHOUSE__DATABASE".into(),
+                self.database.clone(),
+            ),
+            (
+                "REPROCESSOR_OBSERVABILITY__METRICS_ADDRESS".into(),
+                format!("127.0.0.1:{}", self.metrics_port),
+            ),
+            (
+                "REPROCESSOR_OBSERVABILITY__LOG_FORMAT".into(),
+                "json".into(),
+            ),
+            (
+                "REPROCESSOR_PROCESSING__PROGRESS_INTERVAL_SECS".into(),
+                "1".into(),
+            ),
+        ];
+        for key in ["commands", "state", "output", "results", "dlq"] {
+            v.push((
+                format!("REPROCESSOR_TOPICS__{}__NAME", key.to_uppercase()),
+                self.topic(key),
+            ));
+            v.push((
+                format!("REPROCESSOR_TOPICS__{}__PARTITIONS", key.to_uppercase()),
+                "3".into(),
+            ));
+        }
+        v.extend(self.extra_env.iter().cloned());
+        v
+    }
+
+    /// Starts `reprocessor run` for this namespace; its logs go to `daemon-<n>.log` in `log_dir`.
+    pub fn start_daemon(&self) -> DaemonProcess {
+        let n = std::fs::read_dir(self.log_dir.path()).unwrap().count();
+        let log_path = self.log_dir.path().join(format!("daemon-{n}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_reprocessor"))
+            .arg("run")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .envs(self.daemon_env())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start reprocessor run");
+        DaemonProcess {
+            child: Some(child),
+            log_path,
+        }
+    }
+
+    pub async fn insert(&self, rows: &[InsertRow]) {
+        let client = self.client();
+        for chunk in rows.chunks(20_000) {
+            let mut insert = client
+                .insert::<InsertRow>("raw_events")
+                .await
+                .expect("insert");
+            for r in chunk {
+                insert.write(r).await.expect("write row");
+            }
+            insert.end().await.expect("end insert");
+        }
+    }
+
+    /// Produces a command on the control topic, keyed by `key`.
+    pub async fn submit(&self, key: &str, command: &str) {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.kafka)
+            .set("partitioner", "murmur2_random")
+            .create()
+            .unwrap();
+        producer
+            .send(
+                FutureRecord::to(&self.topic("commands"))
+                    .key(key)
+                    .payload(command),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produce command");
+    }
+
+    /// Waits until the control topic exists (the daemon creates the topics at start).
+    pub fn wait_topics(&self, timeout: Duration) {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.kafka)
+            .create()
+            .unwrap();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(md) = c.fetch_metadata(None, Duration::from_secs(5)) {
+                let names: Vec<&str> = md.topics().iter().map(|t| t.name()).collect();
+                if ["commands", "state", "output", "results", "dlq"]
+                    .iter()
+                    .all(|k| names.contains(&self.topic(k).as_str()))
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not create its topics in time"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Every committed record of a topic (read_committed), read to the end of every partition.
+    pub fn read_all(&self, key: &str) -> Vec<Record> {
+        read_topic(&self.kafka, &self.topic(key))
+    }
+
+    /// The results of one job, in order.
+    pub fn results(&self, job_id: &str) -> Vec<Value> {
+        let mut recs: Vec<Record> = self
+            .read_all("results")
+            .into_iter()
+            .filter(|r| r.key.as_deref() == Some(job_id))
+            .collect();
+        recs.sort_by_key(|r| (r.partition, r.offset));
+        recs.iter().map(Record::json).collect()
+    }
+
+    /// Polls the results topic until the job has a record whose status is in `statuses`.
+    pub fn wait_status(&self, job_id: &str, statuses: &[&str], timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = self
+                .results(job_id)
+                .into_iter()
+                .find(|v| statuses.contains(&v["status"].as_str().unwrap_or("")))
+            {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {job_id} reached none of {statuses:?} in {timeout:?}; results so far: {:?}",
+                self.results(job_id)
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// Waits for the job's final result (`completed`, `failed`, `cancelled`, `rejected`).
+    pub fn wait_final(&self, job_id: &str, timeout: Duration) -> Value {
+        self.wait_status(
+            job_id,
+            &["completed", "failed", "cancelled", "rejected"],
+            timeout,
+        )
+    }
+}
+
+/// Reads a whole topic with `isolation.level=read_committed`.
+pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "e2e-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "false")
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut targets = HashMap::new();
+    for p in &parts {
+        let (_, high) = c
+            .fetch_watermarks(topic, *p, Duration::from_secs(10))
+            .unwrap();
+        targets.insert(*p, high);
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let pos = c.position().unwrap();
+        let done = parts.iter().all(|p| {
+            let high = targets[p];
+            high == 0
+                || matches!(pos.find_partition(topic, *p).map(|e| e.offset()), Some(Offset::Offset(o)) if o >= high)
+        });
+        if done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "reading {topic} timed out");
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            let m = m.expect("consume");
+            let mut headers = HashMap::new();
+            if let Some(h) = m.headers() {
+                for hd in h.iter() {
+                    headers.insert(
+                        hd.key.to_string(),
+                        String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned(),
+                    );
+                }
+            }
+            out.push(Record {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                value: m.payload().unwrap_or_default().to_vec(),
+                headers,
+            });
+        }
+    }
+    out
+}
+
+/// The daemon child process; killed when dropped.
+pub struct DaemonProcess {
+    child: Option<Child>,
+    pub log_path: PathBuf,
+}
+
+impl DaemonProcess {
+    /// SIGKILL, no goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit status (up to `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        unsafe {
+            libc_kill(c.id() as i32, 15);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A realistic Bento payload (the shape of Flexprice's sample payloads), deterministic in `i`.
+pub fn realistic_payload(i: u64, org: &str, created_at: &str) -> String {
+    let providers = [
+        "openai",
+        "anthropic",
+        "deepgram",
+        "11labs",
+        "cartesia",
+        "aws",
+    ];
+    let methods = ["modeling", "transcription", "synthesizer", "BEDROCK_LLM"];
+    let models = [
+        "gpt-4.1",
+        "gpt-4o-mini",
+        "nova-2",
+        "eleven_turbo_v2_5",
+        "claude-3-5-sonnet",
+    ];
+    let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let p = providers[(h % providers.len() as u64) as usize];
+    let m = methods[((h >> 8) % methods.len() as u64) as usize];
+    let model = models[((h >> 16) % models.len() as u64) as usize];
+    let prompt = (h >> 24) % 200_000;
+    let cached = prompt / 3;
+    let completion = (h >> 40) % 5_000;
+    let data = match (h >> 4) % 3 {
+        0 => format!(
+            r#"{{"modelName":"{model}","promptTokens":{prompt},"cachedPromptTokens":{cached},"completionTokens":{completion}}}"#
+        ),
+        1 => format!(
+            r#"{{"modelName":"{model}","numCharacters":{},"channels":{}}}"#,
+            completion + 1,
+            (h >> 50) % 4 + 1
+        ),
+        _ => format!(
+            r#"{{"modelName":{{"key":"modelName","value":"{model}"}},"durationMS":{{"key":"durationMS","value":{}}}}}"#,
+            prompt + 1
+        ),
+    };
+    format!(
+        r#"{{"id":"evt-{i:08}-{h:016x}","orgId":"{org}","targetItemType":"call","targetItemId":"item-{h:x}","referenceType":"completion","providerName":"{p}","methodName":"{m}","createdAt":"{created_at}","updatedAt":"{created_at}","startedAt":"{created_at}","endedAt":"{created_at}","dataInterface":"MODEL_USAGE_DATA_TYPE","byok":{},"isSubscribed":false,"data":{data},"referenceCost":0.00{}}}"#,
+        h.is_multiple_of(2),
+        h % 997 + 1
+    )
+}
+
+/// Formats UTC milliseconds as RFC 3339 with milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    raw_events_reprocessor::command::format_ms(ms)
+}
+
+/// `n` realistic rows of one tenant/environment, spread over `span_ms` from `start_ms`, over 40 customers.
+pub fn realistic_rows(
+    tenant: &str,
+    env: &str,
+    n: u64,
+    start_ms: i64,
+    span_ms: i64,
+) -> Vec<InsertRow> {
+    (0..n)
+        .map(|i| {
+            let ts = start_ms + (i as i64 * 7_919) % span_ms;
+            let payload = realistic_payload(i, &format!("org-{}", i % 40), &rfc3339(ts));
+            InsertRow::new(
+                &format!("row-{i:07}"),
+                tenant,
+                env,
+                &format!("cust-{}", i % 40),
+                ts,
+                payload.as_bytes(),
+            )
+        })
+        .collect()
+}
+
+/// The event JSON each row must become (rows the transformation does not publish are left out).
+pub fn expected_events(rows: &[InsertRow]) -> Vec<String> {
+    use raw_events_reprocessor::transform::{Outcome, transform};
+    rows.iter()
+        .filter_map(
+            |r| match transform(&r.payload, &r.tenant_id, &r.environment_id) {
+                Outcome::Event(e) => Some(e.json),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
+/// Asserts the output topic holds exactly `expected` (as a multiset): nothing missing, nothing twice.
+pub fn assert_exactly_once(env: &Env, expected: &[String]) {
+    let out = env.read_all("output");
+    let mut want: HashMap<&str, i64> = HashMap::new();
+    for e in expected {
+        *want.entry(e.as_str()).or_default() += 1;
+    }
+    let mut got: HashMap<String, i64> = HashMap::new();
+    for r in &out {
+        *got.entry(String::from_utf8_lossy(&r.value).into_owned())
+            .or_default() += 1;
+    }
+    let missing = want
+        .iter()
+        .filter(|(k, n)| got.get(**k).copied().unwrap_or(0) < **n)
+        .count();
+    let extra = got
+        .iter()
+        .filter(|(k, n)| want.get(k.as_str()).copied().unwrap_or(0) < **n)
+        .count();
+    assert!(
+        missing == 0 && extra == 0 && out.len() == expected.len(),
+        "output has {} records for {} expected events: {missing} events missing, {extra} events duplicated or unexpected",
+        out.len(),
+        expected.len()
+    );
+}
