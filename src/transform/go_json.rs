@@ -47,11 +47,31 @@ pub enum Node<'a> {
 pub type Arena<'a> = Vec<Node<'a>>;
 
 /// Sorts members by key (stable) and keeps the last of each key.
+///
+/// Already strictly sorted input (the usual case: encoders write sorted keys)
+/// is detected in one pass and left alone; small inputs use an insertion sort.
 pub fn dedupe_last<V>(items: &mut Vec<(Cow<'_, str>, V)>) {
     if items.len() < 2 {
         return;
     }
-    items.sort_by(|a, b| a.0.cmp(&b.0));
+    if items
+        .windows(2)
+        .all(|w| w[0].0.as_bytes() < w[1].0.as_bytes())
+    {
+        return;
+    }
+    if items.len() <= 24 {
+        // Stable insertion sort.
+        for i in 1..items.len() {
+            let mut j = i;
+            while j > 0 && items[j - 1].0.as_bytes() > items[j].0.as_bytes() {
+                items.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+    } else {
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+    }
     let mut w = 0;
     for r in 0..items.len() {
         if r + 1 < items.len() && items[r + 1].0 == items[r].0 {
@@ -89,6 +109,7 @@ static STRING_STOP: [bool; 256] = {
 
 /// Bytes `write_string` must look at: controls, `"`, `\\`, `<`, `>`, `&` and
 /// 0xE2 (first byte of U+2028/U+2029).
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 static ESCAPE_STOP: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0;
@@ -105,32 +126,88 @@ static ESCAPE_STOP: [bool; 256] = {
     t
 };
 
-const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
+/// 16-byte block scanning: bit `k` of a mask is set when byte `k` of the
+/// block belongs to the set. SSE2 on x86_64 (always available there), plain
+/// loops elsewhere.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+mod block {
+    // SAFETY (every `unsafe` block below): SSE2 is enabled at compile time
+    // (the `cfg` above), and each load reads exactly the 16 bytes of a
+    // `&[u8; 16]` (`loadu` has no alignment requirement).
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
 
-/// SWAR: whether any byte of `w` equals `b` (may flag bytes after a real hit).
-#[inline(always)]
-fn has_byte(w: u64, b: u8) -> u64 {
-    let x = w ^ (LO * b as u64);
-    x.wrapping_sub(LO) & !x & HI
-}
-
-/// SWAR: whether any byte of `w` is below 0x20 or ≥ 0x80, or is one of
-/// the given bytes (`extra`): then the 8 bytes need a closer look.
-#[inline(always)]
-fn word_needs_look(w: u64, extra: &[u8]) -> bool {
-    let mut m = w.wrapping_sub(LO * 0x20) & !w & HI; // bytes < 0x20
-    m |= w & HI; // bytes >= 0x80
-    for &e in extra {
-        m |= has_byte(w, e);
+    #[inline(always)]
+    fn eq(v: __m128i, b: u8) -> __m128i {
+        unsafe { _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8)) }
     }
-    m != 0
+
+    /// Bytes below 0x20.
+    #[inline(always)]
+    fn ctl(v: __m128i) -> __m128i {
+        unsafe {
+            let m = _mm_set1_epi8(0x1F);
+            _mm_cmpeq_epi8(_mm_max_epu8(v, m), m)
+        }
+    }
+
+    /// (controls, `"` or `\\`; bytes ≥ 0x80).
+    #[inline(always)]
+    pub fn string_masks(c: &[u8; 16]) -> (u32, u32) {
+        unsafe {
+            let v = _mm_loadu_si128(c.as_ptr().cast());
+            let stop = _mm_or_si128(ctl(v), _mm_or_si128(eq(v, b'"'), eq(v, b'\\')));
+            (
+                _mm_movemask_epi8(stop) as u32 & 0xFFFF,
+                _mm_movemask_epi8(v) as u32 & 0xFFFF,
+            )
+        }
+    }
+
+    /// Controls, `"`, `\\`, `<`, `>`, `&` and 0xE2.
+    #[inline(always)]
+    pub fn escape_mask(c: &[u8; 16]) -> u32 {
+        unsafe {
+            let v = _mm_loadu_si128(c.as_ptr().cast());
+            let a = _mm_or_si128(ctl(v), _mm_or_si128(eq(v, b'"'), eq(v, b'\\')));
+            let b = _mm_or_si128(_mm_or_si128(eq(v, b'<'), eq(v, b'>')), eq(v, b'&'));
+            let m = _mm_or_si128(_mm_or_si128(a, b), eq(v, 0xE2));
+            _mm_movemask_epi8(m) as u32 & 0xFFFF
+        }
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+mod block {
+    use super::{ESCAPE_STOP, STRING_STOP};
+
+    /// (controls, `"` or `\\`; bytes ≥ 0x80).
+    #[inline(always)]
+    pub fn string_masks(c: &[u8; 16]) -> (u32, u32) {
+        let (mut stop, mut hi) = (0u32, 0u32);
+        for (k, &x) in c.iter().enumerate() {
+            stop |= (STRING_STOP[x as usize] as u32) << k;
+            hi |= ((x >> 7) as u32) << k;
+        }
+        (stop, hi)
+    }
+
+    /// Controls, `"`, `\\`, `<`, `>`, `&` and 0xE2.
+    #[inline(always)]
+    pub fn escape_mask(c: &[u8; 16]) -> u32 {
+        let mut m = 0u32;
+        for (k, &x) in c.iter().enumerate() {
+            m |= (ESCAPE_STOP[x as usize] as u32) << k;
+        }
+        m
+    }
 }
 
 #[inline(always)]
-fn word_at(b: &[u8], i: usize) -> Option<u64> {
-    b.get(i..i + 8)
-        .map(|s| u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]))
+fn block_at(b: &[u8], i: usize) -> Option<&[u8; 16]> {
+    b.get(i..i + 16).and_then(|s| s.try_into().ok())
 }
 
 #[inline]
@@ -308,19 +385,34 @@ impl<'a> Reader<'a> {
         let start = self.i + 1;
         let mut i = start;
         let mut escapes = false;
+        // Whether a byte ≥ 0x80 was passed (then UTF-8 must be checked).
+        let mut high = false;
         loop {
-            // Fast skip over plain ASCII, eight bytes at a time.
-            while let Some(w) = word_at(b, i) {
-                if word_needs_look(w, b"\"\\") {
-                    break;
+            // Skip plain content: 16 bytes at a time, then byte by byte.
+            loop {
+                match block_at(b, i) {
+                    Some(blk) => {
+                        let (stop, hi) = block::string_masks(blk);
+                        if stop != 0 {
+                            let p = stop.trailing_zeros();
+                            high |= hi & ((1u32 << p) - 1) != 0;
+                            i += p as usize;
+                            break;
+                        }
+                        high |= hi != 0;
+                        i += 16;
+                    }
+                    None => {
+                        while let Some(&c) = b.get(i) {
+                            if STRING_STOP[c as usize] {
+                                break;
+                            }
+                            high |= c >= 0x80;
+                            i += 1;
+                        }
+                        break;
+                    }
                 }
-                i += 8;
-            }
-            while let Some(&c) = b.get(i) {
-                if STRING_STOP[c as usize] {
-                    break;
-                }
-                i += 1;
             }
             match b.get(i) {
                 None => {
@@ -362,6 +454,11 @@ impl<'a> Reader<'a> {
         self.i = i + 1;
         let simple = if escapes {
             None
+        } else if !high {
+            // SAFETY: every byte of `raw` is below 0x80 (`high` is false and
+            // there was no escape, so the scan above passed each byte once),
+            // and ASCII is valid UTF-8.
+            Some(unsafe { std::str::from_utf8_unchecked(raw) })
         } else {
             std::str::from_utf8(raw).ok()
         };
@@ -637,22 +734,44 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// (HTML-safe: `<`, `>`, `&` as `\u003c` …; U+2028/U+2029 escaped; `\b \f \n
 /// \r \t` short; other controls `\u00XX`; everything else raw UTF-8).
 pub fn write_string(out: &mut String, s: &str) {
-    out.push('"');
     let b = s.as_bytes();
+    out.reserve(b.len() + 2);
+    out.push('"');
     let mut start = 0;
     let mut i = 0;
-    while i < b.len() {
-        if let Some(w) = word_at(b, i)
-            && !word_needs_look(w, b"\"\\<>&")
-        {
-            i += 8;
-            continue;
+    loop {
+        // Find the next byte that may need escaping.
+        loop {
+            match block_at(b, i) {
+                Some(blk) => {
+                    let m = block::escape_mask(blk);
+                    if m != 0 {
+                        i += m.trailing_zeros() as usize;
+                        break;
+                    }
+                    i += 16;
+                }
+                None => {
+                    let rest = &b[i..];
+                    if rest.is_empty() {
+                        break;
+                    }
+                    // Pad the tail to a block; padding bits are masked off.
+                    let mut blk = [0u8; 16];
+                    blk[..rest.len()].copy_from_slice(rest);
+                    let m = block::escape_mask(&blk) & ((1u32 << rest.len()) - 1);
+                    i += if m != 0 {
+                        m.trailing_zeros() as usize
+                    } else {
+                        rest.len()
+                    };
+                    break;
+                }
+            }
         }
-        let c = b[i];
-        if !ESCAPE_STOP[c as usize] {
-            i += 1;
-            continue;
-        }
+        let Some(&c) = b.get(i) else {
+            break;
+        };
         let esc: Option<&str> = match c {
             b'"' => Some("\\\""),
             b'\\' => Some("\\\\"),

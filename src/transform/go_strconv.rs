@@ -612,6 +612,13 @@ pub fn fmt_v(out: &mut String, f: f64) {
     if f.is_sign_negative() {
         out.push('-');
     }
+    // Integers below 1e6 print as their digits (no exponent, and the
+    // shortest digits of an integer this small are the integer itself).
+    let a = f.abs();
+    if a < 1e6 && a.fract() == 0.0 {
+        out.push_str(itoa::Buffer::new().format(a as u32));
+        return;
+    }
     let mut buf = [0u8; 20];
     let (nd, dp) = shortest(f, &mut buf);
     if nd == 0 {
@@ -635,6 +642,12 @@ pub fn fmt_json(out: &mut String, f: f64) {
         out.push('-');
     }
     let a = f.abs();
+    // Integers below 2^53 print as their digits: every integer there is a
+    // float64, so the shortest round-trip digits are the integer's own.
+    if a < 9_007_199_254_740_992.0 && a.fract() == 0.0 {
+        out.push_str(itoa::Buffer::new().format(a as u64));
+        return;
+    }
     let mut buf = [0u8; 20];
     let (nd, dp) = shortest(f, &mut buf);
     if nd == 0 {
