@@ -1,0 +1,233 @@
+//! Read speed of the ClickHouse source against the local engine (`scripts/services.sh up clickhouse`).
+//!
+//! Loads 200,000 rows with ~700-byte realistic payloads (one tenant, 200 customers, two days) into the database
+//! `src_bench`, then reads them all through `Source::next_page` with batch sizes 1,000 and 10,000 and prints
+//! rows/s. For one page of each size it also compares the source's wall time with a raw HTTP fetch of the same
+//! SQL (RowBinary bytes, no decoding) and with the engine's own `statistics.elapsed`, to show how much of the
+//! time is the engine, the (Python) HTTP front end, and decoding.
+//!
+//! Run: `cargo bench --bench source` (set `CLICKHOUSE_URL` for another server; `BENCH_ROWS` to change the size).
+
+use std::time::Instant;
+
+use raw_events_reprocessor::config::ClickHouseConfig;
+use raw_events_reprocessor::source::{Cursor, Filters, Mode, Source};
+use serde::Serialize;
+
+const DAY: i64 = 86_400_000;
+const D0: i64 = 1_709_251_200_000;
+
+#[derive(Clone, Debug, clickhouse::Row, Serialize)]
+struct Ins {
+    id: String,
+    tenant_id: String,
+    environment_id: String,
+    external_customer_id: String,
+    event_name: String,
+    source: Option<String>,
+    payload: String,
+    field1: Option<String>,
+    field2: Option<String>,
+    field3: Option<String>,
+    field4: Option<String>,
+    field5: Option<String>,
+    field6: Option<String>,
+    field7: Option<String>,
+    field8: Option<String>,
+    field9: Option<String>,
+    field10: Option<String>,
+    timestamp: i64,
+    ingested_at: i64,
+    version: u64,
+    sign: i8,
+}
+
+fn payload(id: &str, cust: &str, ts: i64, i: u64) -> String {
+    format!(
+        concat!(
+            "{{\"id\":\"{id}\",\"orgId\":\"org_01HZX9K3M4N5P6Q7R8S9T0V1W2\",\"createdAt\":\"{ts}\",",
+            "\"methodName\":\"chat.completions.create\",\"providerName\":\"openai\",\"serviceName\":\"llm-gateway\",",
+            "\"customerId\":\"{cust}\",\"model\":\"gpt-4.1-2025-04-14\",\"requestId\":\"req_{i:016x}\",",
+            "\"usage\":{{\"promptTokens\":{p},\"completionTokens\":{c},\"totalTokens\":{t},",
+            "\"cachedTokens\":{k},\"reasoningTokens\":0}},\"latencyMs\":{l},\"status\":\"success\",",
+            "\"region\":\"us-east-1\",\"environment\":\"production\",\"userAgent\":\"flexprice-sdk-go/1.8.2\",",
+            "\"metadata\":{{\"project\":\"proj_7fa2c1\",\"feature\":\"assistant\",\"team\":\"platform\",",
+            "\"traceId\":\"{i:032x}\",\"spanId\":\"{s:016x}\",\"tags\":[\"billing\",\"llm\",\"prod\"]}}}}"
+        ),
+        id = id,
+        cust = cust,
+        ts = ts,
+        i = i,
+        p = 100 + i % 4000,
+        c = 10 + i % 900,
+        t = 110 + i % 4900,
+        k = i % 64,
+        l = 200 + i % 3000,
+        s = i.wrapping_mul(2_654_435_761),
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let url = std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into());
+    let n: u64 = std::env::var("BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let admin = clickhouse::Client::default().with_url(&url);
+    if let Err(e) = admin.query("SELECT 1").fetch_all::<u8>().await {
+        panic!("ClickHouse not reachable at {url} ({e}) — run scripts/services.sh up");
+    }
+    let db = "src_bench";
+    admin
+        .query(&format!("DROP DATABASE IF EXISTS {db}"))
+        .execute()
+        .await
+        .unwrap();
+    admin
+        .query(&format!("CREATE DATABASE {db}"))
+        .execute()
+        .await
+        .unwrap();
+    for file in ["002_raw_events.sql", "003_events.sql"] {
+        let ddl = std::fs::read_to_string(format!(
+            "{}/schemas/clickhouse/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+        .replace("flexprice.", &format!("{db}."));
+        let ddl: String = ddl
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        admin.query(&ddl).execute().await.unwrap();
+    }
+
+    let started = Instant::now();
+    let client = admin.clone().with_database(db);
+    let mut bytes = 0usize;
+    for chunk in 0..4u64 {
+        let mut insert = client.insert::<Ins>("raw_events").await.unwrap();
+        for i in (chunk * n / 4)..((chunk + 1) * n / 4) {
+            let id = format!("evt_{i:010}");
+            let cust = format!("cust_{:04}", i % 200);
+            let ts = D0 + (i * 7919 % (2 * DAY as u64)) as i64;
+            let p = payload(&id, &cust, ts, i);
+            bytes += p.len();
+            let row = Ins {
+                id,
+                tenant_id: "tenant_bench".into(),
+                environment_id: "env_prod".into(),
+                external_customer_id: cust,
+                event_name: "openai-modeling-gpt-4.1".into(),
+                source: Some("api".into()),
+                payload: p,
+                field1: None,
+                field2: None,
+                field3: None,
+                field4: None,
+                field5: None,
+                field6: None,
+                field7: None,
+                field8: None,
+                field9: None,
+                field10: None,
+                timestamp: ts,
+                ingested_at: ts + 150,
+                version: 1,
+                sign: 1,
+            };
+            insert.write(&row).await.unwrap();
+        }
+        insert.end().await.unwrap();
+    }
+    println!(
+        "loaded {n} rows (payload mean {} bytes) in {:.1} s",
+        bytes as u64 / n.max(1),
+        started.elapsed().as_secs_f64()
+    );
+
+    let cfg = ClickHouseConfig {
+        url: url.clone(),
+        database: db.into(),
+        ..ClickHouseConfig::default()
+    };
+    let src = Source::connect(&cfg).await.unwrap();
+    let f = Filters {
+        tenant_id: "tenant_bench".into(),
+        environment_id: "env_prod".into(),
+        external_customer_ids: vec![],
+        event_names: vec![],
+        event_ids: vec![],
+        start_ms: D0,
+        end_ms: D0 + 2 * DAY,
+        mode: Mode::All,
+    };
+    for batch in [1_000u32, 10_000] {
+        let started = Instant::now();
+        let mut cursor: Option<Cursor> = None;
+        let mut rows = 0usize;
+        let mut pages = 0usize;
+        loop {
+            let page = src.next_page(&f, cursor.as_ref(), batch).await.unwrap();
+            rows += page.rows.len();
+            pages += 1;
+            if page.done {
+                break;
+            }
+            cursor = page.cursor;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(rows as u64, n);
+        println!(
+            "source, batch {batch:>6}: {rows} rows in {pages} pages, {secs:.2} s, {:.0} rows/s",
+            rows as f64 / secs
+        );
+
+        // One page from the middle of the first day: source vs raw HTTP vs engine.
+        let mid = Cursor {
+            external_customer_id: "cust_0100".into(),
+            timestamp_ms: D0,
+            event_name: String::new(),
+            id: String::new(),
+        };
+        let sql = src.page_sql(&f, Some(&mid), batch);
+        let reps = 5;
+        let mut t_source = 0.0;
+        let mut t_raw = 0.0;
+        let mut t_engine = 0.0;
+        let mut raw_bytes = 0usize;
+        for _ in 0..reps {
+            let s = Instant::now();
+            let page = src.next_page(&f, Some(&mid), batch).await.unwrap();
+            t_source += s.elapsed().as_secs_f64();
+            assert_eq!(page.rows.len(), batch as usize);
+
+            let s = Instant::now();
+            let mut q = client.query(&sql.text);
+            for (name, value) in &sql.params {
+                q = q.param(name, value);
+            }
+            let mut cur = q.fetch_bytes("RowBinary").unwrap();
+            raw_bytes = 0;
+            while let Some(chunk) = cur.next().await.unwrap() {
+                raw_bytes += chunk.len();
+            }
+            t_raw += s.elapsed().as_secs_f64();
+
+            t_engine += src.query_stats(&sql).await.unwrap().elapsed_secs;
+        }
+        let r = reps as f64;
+        println!(
+            "  one {batch}-row page ({} KB): source {:.1} ms, raw HTTP fetch {:.1} ms, engine {:.1} ms \
+             => HTTP front end + transfer {:.1} ms, decoding {:.1} ms",
+            raw_bytes / 1024,
+            t_source / r * 1e3,
+            t_raw / r * 1e3,
+            t_engine / r * 1e3,
+            (t_raw - t_engine) / r * 1e3,
+            (t_source - t_raw) / r * 1e3,
+        );
+    }
+}
