@@ -528,6 +528,17 @@ impl Daemon {
     fn on_job_exit(&mut self, job_id: &str, exit: JobExit) {
         self.jobs.remove(job_id);
         info!(job_id, exit = ?exit, "job task finished");
+        // A task stopped by a revocation whose partition came back (the same member re-joined after a
+        // session timeout) must run again: the assignment saw the old task still running and started none.
+        if exit == JobExit::Stopped
+            && let Some(cp) = self.ctx.state.checkpoint(job_id)
+            && self.assigned.contains(&cp.owner_partition)
+            && matches!(cp.status, JobStatus::Running | JobStatus::Queued)
+        {
+            info!(job_id, "resuming job");
+            self.spawn_job(job_id, cp.owner_partition);
+            return;
+        }
         // A control request may have arrived while the task was ending.
         if let Some(req) = self.ctx.state.control(job_id) {
             self.route_control(&req);

@@ -131,25 +131,39 @@ impl StateStore {
 
     /// Waits until every partition has been read up to its last stable offset as measured on entry.
     pub async fn sync(&self, timeout: Duration) -> Result<(), StateError> {
-        let inner = self.inner.clone();
-        let targets = tokio::task::spawn_blocking(move || {
-            let mut t = HashMap::new();
-            for p in &inner.partitions {
-                let (_, high) =
-                    inner
-                        .consumer
-                        .fetch_watermarks(&inner.topic, *p, Duration::from_secs(10))?;
-                t.insert(*p, high);
-            }
-            Ok::<_, rdkafka::error::KafkaError>(t)
-        })
-        .await
-        .expect("watermark task does not panic")
-        .map_err(|e| StateError::Kafka {
-            topic: self.inner.topic.clone(),
-            error: e.to_string(),
-        })?;
         let deadline = Instant::now() + timeout;
+        // Right after topic creation or a broker restart the partitions may have no leader for a moment:
+        // such errors are retried until the deadline.
+        let targets = loop {
+            let inner = self.inner.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                let mut t = HashMap::new();
+                for p in &inner.partitions {
+                    let (_, high) = inner.consumer.fetch_watermarks(
+                        &inner.topic,
+                        *p,
+                        Duration::from_secs(10),
+                    )?;
+                    t.insert(*p, high);
+                }
+                Ok::<_, rdkafka::error::KafkaError>(t)
+            })
+            .await
+            .expect("watermark task does not panic");
+            match r {
+                Ok(t) => break t,
+                Err(e) if Instant::now() < deadline => {
+                    debug!(error = %e, "state topic end not known yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(e) => {
+                    return Err(StateError::Kafka {
+                        topic: self.inner.topic.clone(),
+                        error: e.to_string(),
+                    });
+                }
+            }
+        };
         loop {
             let notified = self.inner.progressed.notified();
             {

@@ -98,7 +98,8 @@ pub struct Env {
     pub clickhouse: String,
     pub database: String,
     pub metrics_port: u16,
-    pub log_dir: tempfile::TempDir,
+    /// `target/e2e-logs/<name>`: the daemon logs of this test, kept for inspection.
+    pub log_dir: PathBuf,
     /// Extra `REPROCESSOR_*` variables for the daemon.
     pub extra_env: Vec<(String, String)>,
 }
@@ -131,11 +132,17 @@ impl Env {
         );
         let env = Env {
             database: format!("e2e_{unique}"),
-            name: unique,
+            name: unique.clone(),
             kafka,
             clickhouse,
             metrics_port: free_port(),
-            log_dir: tempfile::tempdir().unwrap(),
+            log_dir: {
+                let d = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("target/e2e-logs")
+                    .join(&unique);
+                std::fs::create_dir_all(&d).unwrap();
+                d
+            },
             extra_env: Vec::new(),
         };
         env.create_tables().await;
@@ -224,8 +231,8 @@ impl Env {
 
     /// Starts `reprocessor run` for this namespace; its logs go to `daemon-<n>.log` in `log_dir`.
     pub fn start_daemon(&self) -> DaemonProcess {
-        let n = std::fs::read_dir(self.log_dir.path()).unwrap().count();
-        let log_path = self.log_dir.path().join(format!("daemon-{n}.log"));
+        let n = std::fs::read_dir(&self.log_dir).unwrap().count();
+        let log_path = self.log_dir.join(format!("daemon-{n}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_reprocessor"))
             .arg("run")
@@ -346,8 +353,26 @@ impl Env {
     }
 }
 
-/// Reads a whole topic with `isolation.level=read_committed`.
+/// Reads a whole topic with `isolation.level=read_committed`, retrying while the broker is not ready
+/// (e.g. right after a restart).
 pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        match std::panic::catch_unwind(|| read_topic_once(bootstrap, topic)) {
+            Ok(records) => return records,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!(
+                    "reading {topic} failed ({:?}); retrying",
+                    e.downcast_ref::<String>()
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    }
+}
+
+fn read_topic_once(bootstrap: &str, topic: &str) -> Vec<Record> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "e2e-reader")
@@ -462,6 +487,16 @@ unsafe extern "C" {
 impl Drop for DaemonProcess {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!(
+                "--- last lines of {}:\n{}",
+                self.log_path.display(),
+                tail.join("\n")
+            );
+        }
     }
 }
 
