@@ -305,7 +305,8 @@ impl Daemon {
                     },
                     self.result_record(&ResultRecord::new(&cp.job_id, "accepted", now)),
                 ];
-                if self.ctx.permits.available_permits() == 0 {
+                // Every job task of this process either runs or waits for a running slot.
+                if self.jobs.len() >= self.cfg.processing.concurrency as usize {
                     records.push(self.result_record(&ResultRecord::new(&cp.job_id, "queued", now)));
                 }
                 Handled {

@@ -566,3 +566,48 @@ async fn a_job_never_reads_another_tenants_rows() {
     }
     assert!(env.read_all("dlq").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_beyond_the_concurrency_limit_queue_and_start_in_acceptance_order() {
+    let mut env = Env::new("e2e_queue").await;
+    env.extra_env
+        .push(("REPROCESSOR_PROCESSING__CONCURRENCY".into(), "1".into()));
+    let rows = support::harness::realistic_rows("t_q", "e1", 3_000, T0, DAY);
+    env.insert(&rows).await;
+    let _daemon = env.start_daemon();
+    env.wait_topics(Duration::from_secs(60));
+    let ids = ["q-1", "q-2", "q-3"];
+    for id in ids {
+        env.submit(
+            "same-key",
+            &format!(
+                r#"{{"type":"reprocess","job_id":"{id}","tenant_id":"t_q","environment_id":"e1","start_date":"{}","end_date":"{}","batch_size":100}}"#,
+                rfc3339(T0),
+                rfc3339(T0 + DAY)
+            ),
+        )
+        .await;
+    }
+    let mut windows = Vec::new();
+    for id in ids {
+        let fin = env.wait_final(id, Duration::from_secs(180));
+        assert_eq!(fin["status"], "completed", "{fin}");
+        assert_eq!(fin["total_events_found"], 3_000);
+        windows.push((
+            fin["started_at"].as_str().unwrap().to_string(),
+            fin["completed_at"].as_str().unwrap().to_string(),
+        ));
+    }
+    // One at a time, in acceptance order: each starts after the previous one completed.
+    for w in windows.windows(2) {
+        assert!(w[1].0 >= w[0].1, "jobs overlapped: {windows:?}");
+    }
+    for id in ["q-2", "q-3"] {
+        let statuses: Vec<String> = env
+            .results(id)
+            .iter()
+            .map(|v| v["status"].as_str().unwrap().to_string())
+            .collect();
+        assert!(statuses.contains(&"queued".to_string()), "{id}: {statuses:?}");
+    }
+}

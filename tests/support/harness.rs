@@ -83,6 +83,8 @@ pub struct Record {
     pub key: Option<String>,
     pub value: Vec<u8>,
     pub headers: HashMap<String, String>,
+    /// The record's timestamp (producer create time), milliseconds.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Record {
@@ -227,6 +229,18 @@ impl Env {
         }
         v.extend(self.extra_env.iter().cloned());
         v
+    }
+
+    /// Runs `reprocessor <args>` (an operator command) with this namespace's environment; waits for it.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_reprocessor"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .envs(self.daemon_env())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run reprocessor")
     }
 
     /// Starts `reprocessor run` for this namespace; its logs go to `daemon-<n>.log` in `log_dir`.
@@ -426,6 +440,7 @@ fn read_topic_once(bootstrap: &str, topic: &str) -> Vec<Record> {
                 key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                 value: m.payload().unwrap_or_default().to_vec(),
                 headers,
+                timestamp_ms: m.timestamp().to_millis(),
             });
         }
     }
@@ -465,6 +480,23 @@ impl DaemonProcess {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Peak resident set size (`VmHWM`) of the running process, in KiB (Linux).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
     }
 
     /// Whether the process is still running.
