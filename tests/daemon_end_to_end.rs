@@ -608,6 +608,9 @@ async fn jobs_beyond_the_concurrency_limit_queue_and_start_in_acceptance_order()
             .iter()
             .map(|v| v["status"].as_str().unwrap().to_string())
             .collect();
-        assert!(statuses.contains(&"queued".to_string()), "{id}: {statuses:?}");
+        assert!(
+            statuses.contains(&"queued".to_string()),
+            "{id}: {statuses:?}"
+        );
     }
 }
