@@ -95,6 +95,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     info!(address = %addr, "metrics endpoint listening");
 
     ensure_topics(&cfg).await?;
+    let cfg = {
+        let mut c = (*cfg).clone();
+        crate::sink::apply_broker_limits(&mut c).await;
+        Arc::new(c)
+    };
     readiness.kafka.store(true, Ordering::Release);
     let source = Source::connect(&cfg.clickhouse)
         .await

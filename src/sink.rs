@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use rdkafka::ClientConfig;
 use rdkafka::TopicPartitionList;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -168,6 +168,47 @@ pub async fn ensure_topics(cfg: &Config) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// Lowers `topics.<key>.max_message_bytes` of the output and dead-letter topics to the broker's own
+/// `max.message.bytes` of each topic when that is smaller, so rows too large for the real topic are
+/// dead-lettered before producing (SPEC §5) even when the configuration overstates the limit. Topics whose
+/// configuration cannot be read keep the configured value.
+pub async fn apply_broker_limits(cfg: &mut Config) {
+    let Ok(admin) = client_config(cfg).create::<AdminClient<DefaultClientContext>>() else {
+        return;
+    };
+    let opts = AdminOptions::new()
+        .request_timeout(Some(Duration::from_millis(cfg.kafka.operation_timeout_ms)));
+    let names = [cfg.topics.output.name.clone(), cfg.topics.dlq.name.clone()];
+    let specs: Vec<ResourceSpecifier> = names.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
+    let Ok(results) = admin.describe_configs(specs.iter(), &opts).await else {
+        return;
+    };
+    for (i, r) in results.into_iter().enumerate() {
+        let Ok(resource) = r else { continue };
+        let Some(actual) = resource
+            .get("max.message.bytes")
+            .and_then(|e| e.value.as_deref())
+            .and_then(|v| v.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        let topic = if i == 0 {
+            &mut cfg.topics.output
+        } else {
+            &mut cfg.topics.dlq
+        };
+        if actual < topic.max_message_bytes {
+            warn!(
+                topic = %topic.name,
+                configured = topic.max_message_bytes,
+                broker = actual,
+                "the topic's max.message.bytes on the broker is smaller than configured; using the broker's"
+            );
+            topic.max_message_bytes = actual;
+        }
+    }
+}
+
 /// One record of a batch transaction. `tag` is handed back when the broker refuses this record.
 #[derive(Debug, Clone)]
 pub struct OutRecord {
@@ -246,6 +287,15 @@ impl TxnProducer {
             .max()
             .unwrap_or(1_048_588)
             .max(1_048_588);
+        // A record batch must fit the smallest topic limit, or the broker refuses the whole batch.
+        let min_bytes = cfg
+            .topics
+            .all()
+            .iter()
+            .map(|(_, t)| t.max_message_bytes)
+            .min()
+            .unwrap_or(1_048_588);
+        let batch_size = (min_bytes - 512).clamp(1024, 1_000_000);
         let mut c = client_config(cfg);
         c.set("transactional.id", transactional_id)
             .set("enable.idempotence", "true")
@@ -259,6 +309,7 @@ impl TxnProducer {
             )
             .set("message.max.bytes", (max_bytes + 1024).to_string())
             .set("partitioner", "fnv1a_random")
+            .set("batch.size", batch_size.to_string())
             .set("linger.ms", "5")
             .set("compression.type", "lz4");
         let producer: FutureProducer = c.create().map_err(|e| TxnError::Fatal(e.to_string()))?;

@@ -614,3 +614,69 @@ async fn jobs_beyond_the_concurrency_limit_queue_and_start_in_acceptance_order()
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_too_large_for_the_real_topic_are_dead_lettered() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let env = Env::new("e2e_large").await;
+    // The output topic exists with a small limit that the configuration (1 MiB by default) does not know.
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &env.kafka)
+        .create()
+        .unwrap();
+    let out = env.topic("output");
+    let r =
+        admin
+            .create_topics(
+                [&NewTopic::new(&out, 3, TopicReplication::Fixed(1))
+                    .set("max.message.bytes", "4096")],
+                &AdminOptions::new(),
+            )
+            .await
+            .unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+    let mut rows = Vec::new();
+    for i in 0..40i64 {
+        let ts = T0 + i * 1000;
+        let mut payload = realistic_payload(i as u64, "org-1", &rfc3339(ts));
+        if i % 10 == 3 {
+            // A data member of 6 KB makes an event larger than the topic accepts.
+            let big = "x".repeat(6_000);
+            payload = payload.replacen("\"data\":{", &format!("\"data\":{{\"note\":\"{big}\","), 1);
+        }
+        rows.push(InsertRow::new(
+            &format!("r{i:02}"),
+            "t_large",
+            "e1",
+            "c1",
+            ts,
+            payload.as_bytes(),
+        ));
+    }
+    env.insert(&rows).await;
+    let daemon = env.start_daemon();
+    env.wait_topics(Duration::from_secs(60));
+    env.submit(
+        "large",
+        &format!(
+            r#"{{"type":"reprocess","job_id":"large","tenant_id":"t_large","environment_id":"e1","start_date":"{}","end_date":"{}","batch_size":15}}"#,
+            rfc3339(T0),
+            rfc3339(T0 + DAY)
+        ),
+    )
+    .await;
+    let fin = env.wait_final("large", Duration::from_secs(120));
+    assert_eq!(fin["status"], "completed", "{fin}\n{}", daemon.log());
+    assert_eq!(fin["total_events_found"], 40);
+    assert_eq!(fin["total_events_published"], 36, "{fin}");
+    assert_eq!(fin["total_events_failed"], 4, "{fin}");
+    assert_eq!(env.read_all("output").len(), 36);
+    let dlq: Vec<Value> = env.read_all("dlq").iter().map(|r| r.json()).collect();
+    assert_eq!(dlq.len(), 4);
+    for d in &dlq {
+        assert_eq!(d["stage"], "publish");
+        assert_eq!(d["reason"], "too_large", "{d}");
+        assert!(d["raw_event"]["id"].as_str().unwrap().ends_with('3'));
+    }
+}
