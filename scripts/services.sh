@@ -13,6 +13,8 @@
 #   RER_SERVICES_DIR  instance folders: kafka-<port>/ (log folder, broker.log, pid) and
 #                     clickhouse-<port>/ (data folder, server.log, pid)   (default RER_CACHE_DIR)
 #   SERVICES_TIMEOUT  seconds to wait for a service to answer (90)
+#   KAFKA_EXTRA_PROPERTIES  "k=v,k=v" appended to the broker's server.properties (e.g. a short
+#                     transactional.id.expiration.ms for a test on a broker of its own)
 # A test that stops or restarts a service starts its own instance on other ports; the instance folders are per
 # port, so restarting reuses the same Kafka log folder and the same ClickHouse data folder.
 set -euo pipefail
@@ -143,6 +145,12 @@ num.network.threads=2
 num.io.threads=4
 log.cleaner.dedupe.buffer.size=16777216
 EOF
+    # KAFKA_EXTRA_PROPERTIES="k=v,k=v": extra broker settings (later lines win), e.g. a short transactional-id
+    # expiration for a test that needs it.
+    if [[ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]]; then
+        printf '# KAFKA_EXTRA_PROPERTIES\n' >>"$KAFKA_DIR/server.properties"
+        tr ',' '\n' <<<"$KAFKA_EXTRA_PROPERTIES" | sed '/^[[:space:]]*$/d' >>"$KAFKA_DIR/server.properties"
+    fi
 }
 
 # Metadata request (v1) over a plain socket: succeeds when the broker answers with itself and a controller.

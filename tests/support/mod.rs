@@ -83,6 +83,9 @@ pub struct OwnServices {
     pub kafka_port: u16,
     pub clickhouse_port: u16,
     pub dir: tempfile::TempDir,
+    /// `KAFKA_EXTRA_PROPERTIES` for this instance's broker (`k=v,k=v`), e.g. a short transactional-id
+    /// expiration; empty for none.
+    pub kafka_extra_properties: String,
 }
 
 impl OwnServices {
@@ -92,6 +95,7 @@ impl OwnServices {
             kafka_port,
             clickhouse_port,
             dir: tempfile::tempdir().expect("temp dir for own services"),
+            kafka_extra_properties: String::new(),
         }
     }
 
@@ -133,6 +137,7 @@ impl OwnServices {
             .env("KAFKA_CONTROLLER_PORT", (self.kafka_port + 1).to_string())
             .env("CLICKHOUSE_PORT", self.clickhouse_port.to_string())
             .env("RER_SERVICES_DIR", self.dir.path())
+            .env("KAFKA_EXTRA_PROPERTIES", &self.kafka_extra_properties)
             .output()
             .expect("run scripts/services.sh");
         assert!(
