@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use raw_events_reprocessor::config::{Config, LogFormat};
@@ -32,6 +33,112 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         input: Option<PathBuf>,
     },
+    /// Submit a replay: build the reprocess command, validate it as the daemon would, produce it and print
+    /// the job id.
+    #[command(after_help = WATCH_EXIT_CODES)]
+    Submit(Box<SubmitOpts>),
+    /// Follow a job's results until its final one: progress (rows done / estimated total, rows/s, ETA),
+    /// then the summary.
+    #[command(after_help = WATCH_EXIT_CODES)]
+    Watch {
+        /// The job id.
+        job: String,
+        /// Give up after this many seconds (exit code 6).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+    },
+    /// Jobs from the state topic: a table of all, or one job in full.
+    Status {
+        /// Show this job in full.
+        job: Option<String>,
+        /// JSON instead of text (one object for a job, an array for the table).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job: it stops after its current batch and ends `cancelled`.
+    Cancel(ControlOpts),
+    /// Pause a job after its current batch; its checkpoint is kept for `resume`.
+    Pause(ControlOpts),
+    /// Resume a paused or failed job from its checkpoint.
+    Resume(ControlOpts),
+    /// Print committed records of the output, dead-letter or results topic as JSON lines (key, headers, value).
+    Peek {
+        /// Which topic.
+        #[arg(value_enum)]
+        topic: PeekWhich,
+        /// How many records.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// The last records instead of the first.
+        #[arg(long)]
+        last: bool,
+        /// Only this job's records (dead letters by their job_id header, results by key).
+        #[arg(long, value_name = "JOB")]
+        job: Option<String>,
+    },
+}
+
+const WATCH_EXIT_CODES: &str = "Exit codes of watch (and submit --watch): 0 completed, 3 failed, \
+4 cancelled, 5 rejected, 6 --timeout passed, 1 other errors (e.g. Kafka unreachable), 2 bad configuration \
+or arguments. A `duplicate` record is reported but is not final.";
+
+#[derive(clap::Args)]
+struct SubmitOpts {
+    /// tenant_id (required).
+    #[arg(long, value_name = "T")]
+    tenant: String,
+    /// environment_id (required).
+    #[arg(long, value_name = "E")]
+    environment: String,
+    /// Start of the range, inclusive, RFC 3339 (e.g. 2024-01-01T00:00:00Z).
+    #[arg(long, value_name = "DATE")]
+    start: String,
+    /// End of the range, exclusive, RFC 3339; default: when the daemon accepts the command.
+    #[arg(long, value_name = "DATE")]
+    end: Option<String>,
+    /// Only this external_customer_id (repeatable).
+    #[arg(long = "customer", value_name = "C")]
+    customers: Vec<String>,
+    /// Only this event_name (repeatable).
+    #[arg(long = "event-name", value_name = "N")]
+    event_names: Vec<String>,
+    /// Only this event id (repeatable).
+    #[arg(long = "event-id", value_name = "ID")]
+    event_ids: Vec<String>,
+    /// all: every matching row; pending: only rows missing from the events table.
+    #[arg(long, value_parser = ["all", "pending"])]
+    mode: Option<String>,
+    /// Rows per page and per transaction (default: processing.default_batch_size).
+    #[arg(long, value_name = "N")]
+    batch_size: Option<u32>,
+    /// Read and transform, publish nothing; report the counters a real run would.
+    #[arg(long)]
+    dry_run: bool,
+    /// Keep the deterministic subset of rows whose id hashes below R (0 < R <= 1).
+    #[arg(long, value_name = "R")]
+    sample_rate: Option<f64>,
+    /// Publish at most N events per second.
+    #[arg(long, value_name = "N")]
+    max_events_per_second: Option<f64>,
+    /// The job id; default: <tenant>-<UTC time>-<random>.
+    #[arg(long, value_name = "ID")]
+    job_id: Option<String>,
+    /// Go on as `watch` for the new job.
+    #[arg(long)]
+    watch: bool,
+}
+
+#[derive(clap::Args)]
+struct ControlOpts {
+    /// The job id.
+    job: String,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PeekWhich {
+    Output,
+    Dlq,
+    Results,
 }
 
 fn init_logging(cfg: &Config) {
@@ -84,6 +191,78 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Cmd::Submit(o) => {
+            let a = cli::ops::SubmitArgs {
+                tenant: o.tenant,
+                environment: o.environment,
+                start: o.start,
+                end: o.end,
+                customers: o.customers,
+                event_names: o.event_names,
+                event_ids: o.event_ids,
+                mode: o.mode,
+                batch_size: o.batch_size,
+                dry_run: o.dry_run,
+                sample_rate: o.sample_rate,
+                max_events_per_second: o.max_events_per_second,
+                job_id: o.job_id,
+            };
+            let (job_id, bytes) = match cli::ops::build_command(&cfg, &a) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("reprocessor submit: {e:#}");
+                    return ExitCode::from(cli::ops::EXIT_REJECTED);
+                }
+            };
+            let rt = runtime();
+            if let Err(e) = rt.block_on(cli::ops::produce_command(&cfg, &job_id, &bytes)) {
+                eprintln!("reprocessor submit: {e:#}");
+                return ExitCode::from(cli::ops::EXIT_ERROR);
+            }
+            println!("{job_id}");
+            if o.watch {
+                watch(&cfg, &job_id, None)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Cmd::Watch { job, timeout } => watch(&cfg, &job, timeout.map(Duration::from_secs)),
+        Cmd::Status { job, json } => {
+            let rt = runtime();
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            match rt.block_on(cli::ops::status(&cfg, job.as_deref(), json, &mut out)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("reprocessor status: {e:#}");
+                    ExitCode::from(cli::ops::EXIT_ERROR)
+                }
+            }
+        }
+        Cmd::Cancel(o) => control(&cfg, "cancel", &o.job),
+        Cmd::Pause(o) => control(&cfg, "pause", &o.job),
+        Cmd::Resume(o) => control(&cfg, "resume", &o.job),
+        Cmd::Peek {
+            topic,
+            limit,
+            last,
+            job,
+        } => {
+            let which = match topic {
+                PeekWhich::Output => cli::ops::PeekTopic::Output,
+                PeekWhich::Dlq => cli::ops::PeekTopic::Dlq,
+                PeekWhich::Results => cli::ops::PeekTopic::Results,
+            };
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            match cli::ops::peek(&cfg, which, limit, last, job.as_deref(), &mut out) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("reprocessor peek: {e:#}");
+                    ExitCode::from(cli::ops::EXIT_ERROR)
+                }
+            }
+        }
         Cmd::Run => {
             init_logging(&cfg);
             let rt = runtime();
@@ -95,6 +274,38 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn watch(cfg: &Config, job: &str, timeout: Option<Duration>) -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match cli::ops::watch(cfg, job, timeout, &mut out) {
+        Ok(end) => ExitCode::from(end.exit_code()),
+        Err(e) => {
+            eprintln!("reprocessor watch: {e:#}");
+            ExitCode::from(cli::ops::EXIT_ERROR)
+        }
+    }
+}
+
+fn control(cfg: &Config, action: &str, job: &str) -> ExitCode {
+    let bytes = match cli::ops::control_command(cfg, action, job) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("reprocessor {action}: {e:#}");
+            return ExitCode::from(cli::ops::EXIT_REJECTED);
+        }
+    };
+    match runtime().block_on(cli::ops::produce_command(cfg, job, &bytes)) {
+        Ok((partition, offset)) => {
+            println!("{action} {job}: sent (control partition {partition}, offset {offset})");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("reprocessor {action}: {e:#}");
+            ExitCode::from(cli::ops::EXIT_ERROR)
         }
     }
 }

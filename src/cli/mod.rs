@@ -1,4 +1,5 @@
 //! Operator subcommands that are not the daemon itself.
 
 pub mod check;
+pub mod ops;
 pub mod transform;
