@@ -336,6 +336,8 @@ impl Runner {
                     .await
             })
         };
+        // Batches committed within the last throttle window: (when the commit returned, events published).
+        let mut recent: std::collections::VecDeque<(Instant, i64)> = Default::default();
         let mut prefetch = Some(fetch(self.cp.cursor.clone()));
         let mut prefetch_base = self.cp.cursor.clone();
         loop {
@@ -367,8 +369,18 @@ impl Runner {
                 prefetch = Some(fetch(page.cursor.clone()));
                 prefetch_base = page.cursor.clone();
             }
+            if let Some(rate) = spec.max_events_per_second
+                && self
+                    .throttle_window(&mut recent, rate, page.rows.len() as i64)
+                    .await
+            {
+                return Ok(JobExit::Stopped);
+            }
             let base_revision = self.cp.revision;
             let delta = self.commit_page(&page).await?;
+            if spec.max_events_per_second.is_some() {
+                recent.push_back((Instant::now(), delta.published));
+            }
             if self.cp.revision == base_revision || self.cp.cursor != page.cursor {
                 // Reloaded to an older checkpoint: the page is read again from there.
                 continue;
@@ -390,6 +402,34 @@ impl Runner {
                 if !wait.is_zero() && sleep_or_stop(&self.stop, wait).await {
                     return Ok(JobExit::Stopped);
                 }
+            }
+        }
+    }
+
+    /// Waits (between transactions) until publishing up to `next` more events cannot put more than
+    /// `rate` × 10 s into any 10-second window (SPEC: the rate is measured over any 10-second window).
+    /// The pacing by average rate alone can let an 11th one-second batch into the window that starts at the
+    /// first batch when later pages are prefetched. True when `stop` fired.
+    async fn throttle_window(
+        &self,
+        recent: &mut std::collections::VecDeque<(Instant, i64)>,
+        rate: f64,
+        next: i64,
+    ) -> bool {
+        let window = Duration::from_secs_f64((10.0f64).max(next as f64 / rate));
+        let budget = (rate * window.as_secs_f64()).floor() as i64;
+        loop {
+            while recent.front().is_some_and(|(t, _)| t.elapsed() >= window) {
+                recent.pop_front();
+            }
+            let used: i64 = recent.iter().map(|(_, n)| n).sum();
+            if used + next <= budget || recent.is_empty() {
+                return false;
+            }
+            let (oldest, _) = recent.front().copied().expect("not empty");
+            let wait = window.saturating_sub(oldest.elapsed()) + Duration::from_millis(1);
+            if sleep_or_stop(&self.stop, wait).await {
+                return true;
             }
         }
     }
