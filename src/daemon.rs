@@ -25,7 +25,9 @@ use crate::config::Config;
 use crate::job::{Checkpoint, ControlRequest, Counters, JobStatus, ResultRecord, control_key};
 use crate::metrics::{Metrics, OutcomeLabel, Readiness, StatusLabel};
 use crate::runner::{JobContext, JobExit, Topics, run_job};
-use crate::sink::{OutRecord, TxnError, TxnProducer, client_config, ensure_topics};
+use crate::sink::{
+    KafkaLogContext, OutRecord, TxnError, TxnProducer, client_config, ensure_topics,
+};
 use crate::source::Source;
 use crate::state::{StateEvent, StateStore};
 
@@ -37,9 +39,18 @@ enum GroupEvent {
 
 struct ControlContext {
     events: mpsc::UnboundedSender<GroupEvent>,
+    log: KafkaLogContext,
 }
 
-impl ClientContext for ControlContext {}
+impl ClientContext for ControlContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.log.log(level, fac, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.log.error(error, reason);
+    }
+}
 
 fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
     tpl.elements().iter().map(|e| e.partition()).collect()
@@ -127,7 +138,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         cc.set("group.instance.id", id);
     }
     let consumer: ControlConsumer = cc
-        .create_with_context(ControlContext { events: group_tx })
+        .create_with_context(ControlContext {
+            events: group_tx,
+            log: KafkaLogContext::default(),
+        })
         .context("cannot create the control-topic consumer")?;
     consumer
         .subscribe(&[&cfg.topics.commands.name])

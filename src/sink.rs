@@ -37,6 +37,70 @@ pub fn client_config(cfg: &Config) -> ClientConfig {
     c
 }
 
+/// Client context of every long-lived Kafka client: forwards librdkafka's logs and errors to `tracing`, at most
+/// once per 10 seconds per kind (facility or error), so that a broker outage is reported without flooding the
+/// log with one line per reconnect attempt.
+#[derive(Default)]
+pub struct KafkaLogContext {
+    last: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
+}
+
+impl KafkaLogContext {
+    /// Whether a line of this kind may be written now, and how many were suppressed since the last one.
+    fn admit(&self, kind: &str) -> Option<u64> {
+        let mut last = self.last.lock().expect("log rate lock");
+        let now = std::time::Instant::now();
+        match last.get_mut(kind) {
+            Some((at, suppressed)) if now.duration_since(*at) < Duration::from_secs(10) => {
+                *suppressed += 1;
+                None
+            }
+            Some((at, suppressed)) => {
+                let n = *suppressed;
+                *at = now;
+                *suppressed = 0;
+                Some(n)
+            }
+            None => {
+                last.insert(kind.to_string(), (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for KafkaLogContext {}
+
+impl rdkafka::ClientContext for KafkaLogContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        let Some(suppressed) = self.admit(fac) else {
+            return;
+        };
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", facility = fac, suppressed, "{message}")
+            }
+            L::Warning => {
+                tracing::warn!(target: "librdkafka", facility = fac, suppressed, "{message}")
+            }
+            L::Notice | L::Info => {
+                tracing::info!(target: "librdkafka", facility = fac, suppressed, "{message}")
+            }
+            L::Debug => {
+                tracing::debug!(target: "librdkafka", facility = fac, suppressed, "{message}")
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let kind = format!("{:?}", error.rdkafka_error_code());
+        if let Some(suppressed) = self.admit(&kind) {
+            warn!(target: "librdkafka", error = %error, suppressed, "Kafka client error: {reason}");
+        }
+    }
+}
+
 /// The librdkafka name of an error code, e.g. `MSG_SIZE_TOO_LARGE` (SPEC §8 spells broker errors so).
 pub fn error_name(code: RDKafkaErrorCode) -> String {
     let Ok(raw) = rdkafka::types::RDKafkaRespErr::try_from(code as i32) else {
@@ -254,7 +318,7 @@ pub enum TxnError {
 
 /// A transactional producer with a stable transactional id.
 pub struct TxnProducer {
-    producer: FutureProducer,
+    producer: FutureProducer<KafkaLogContext>,
     transactional_id: String,
     op_timeout: Duration,
 }
@@ -312,7 +376,9 @@ impl TxnProducer {
             .set("batch.size", batch_size.to_string())
             .set("linger.ms", "5")
             .set("compression.type", "lz4");
-        let producer: FutureProducer = c.create().map_err(|e| TxnError::Fatal(e.to_string()))?;
+        let producer: FutureProducer<KafkaLogContext> = c
+            .create_with_context(KafkaLogContext::default())
+            .map_err(|e| TxnError::Fatal(e.to_string()))?;
         let op_timeout = Duration::from_millis(cfg.kafka.operation_timeout_ms);
         let deadline = std::time::Instant::now() + op_timeout * 4;
         loop {

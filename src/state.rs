@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 
 use crate::config::Config;
 use crate::job::{Checkpoint, ControlRequest, StateRecord, decode_state};
-use crate::sink::client_config;
+use crate::sink::{KafkaLogContext, client_config};
 
 /// Something that changed in the state table, for the daemon to react to.
 #[derive(Debug, Clone)]
@@ -49,7 +49,7 @@ struct Table {
 struct Inner {
     topic: String,
     partitions: Vec<i32>,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<KafkaLogContext>,
     table: Mutex<Table>,
     progressed: Notify,
     stop: AtomicBool,
@@ -73,7 +73,7 @@ impl StateStore {
             topic: topic.clone(),
             error: e.to_string(),
         };
-        let consumer: BaseConsumer = client_config(cfg)
+        let consumer: BaseConsumer<KafkaLogContext> = client_config(cfg)
             .set(
                 "group.id",
                 format!("{}-state-reader", cfg.kafka.consumer_group),
@@ -82,7 +82,7 @@ impl StateStore {
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
             .set("auto.offset.reset", "earliest")
-            .create()
+            .create_with_context(KafkaLogContext::default())
             .map_err(kerr)?;
         let timeout = Duration::from_millis(cfg.kafka.operation_timeout_ms);
         let (consumer, partitions) = {
