@@ -286,10 +286,12 @@ impl Runner {
             return Ok(JobExit::Idle);
         }
         // Wait for a running slot; control requests are honoured while waiting.
-        let permits = self.ctx.permits.clone();
+        // One acquire future for the whole wait keeps this job's place in the semaphore's FIFO queue.
+        let acquire = self.ctx.permits.clone().acquire_owned();
+        tokio::pin!(acquire);
         let _permit = loop {
             tokio::select! {
-                p = permits.clone().acquire_owned() => break p.expect("semaphore never closed"),
+                p = &mut acquire => break p.expect("semaphore never closed"),
                 _ = self.stop.cancelled() => return Err(JobExit::Stopped),
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {
                     self.honour_control().await?;
