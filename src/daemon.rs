@@ -24,7 +24,7 @@ use crate::command::{self, Command, CommandError, CommandOrigin, ControlAction, 
 use crate::config::Config;
 use crate::job::{Checkpoint, ControlRequest, Counters, JobStatus, ResultRecord, control_key};
 use crate::metrics::{Metrics, OutcomeLabel, Readiness, StatusLabel};
-use crate::runner::{JobContext, JobExit, Topics, run_job};
+use crate::runner::{JobContext, JobExit, Topics, queue_for_slot, run_job};
 use crate::sink::{
     KafkaLogContext, OutRecord, TxnError, TxnProducer, client_config, ensure_topics,
 };
@@ -510,8 +510,9 @@ impl Daemon {
         let exits = self.exits.clone();
         let id = job_id.to_string();
         let t = token.clone();
+        let slot = queue_for_slot(&self.ctx.permits);
         let handle = tokio::spawn(async move {
-            let exit = run_job(ctx, id.clone(), t).await;
+            let exit = run_job(ctx, id.clone(), t, slot).await;
             let _ = exits.send((id, exit));
         });
         self.jobs.insert(

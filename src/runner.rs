@@ -10,7 +10,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{Level, debug, error, info, warn};
 
@@ -140,13 +143,38 @@ struct BuiltBatch {
     logs: Vec<RowLog>,
 }
 
+/// A job's place in the queue for a running slot: a semaphore acquire that the daemon has already polled once,
+/// so places are taken in acceptance order however long each task takes to start.
+pub type Slot = Pin<Box<dyn Future<Output = OwnedSemaphorePermit> + Send>>;
+
+/// Takes a place in the queue for a running slot now (SPEC §3: queued jobs start in acceptance order).
+pub fn queue_for_slot(permits: &Arc<Semaphore>) -> Slot {
+    let mut acquire = Box::pin(permits.clone().acquire_owned());
+    // The first poll registers the waiter in the semaphore's FIFO queue; later polls come from the job task.
+    let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+    match acquire.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(permit) => {
+            Box::pin(std::future::ready(permit.expect("semaphore never closed")))
+        }
+        std::task::Poll::Pending => {
+            Box::pin(async move { acquire.await.expect("semaphore never closed") })
+        }
+    }
+}
+
 /// The job task. Runs until the job completes, fails, is paused or cancelled, is fenced, or `stop` fires.
-pub async fn run_job(ctx: Arc<JobContext>, job_id: String, stop: CancellationToken) -> JobExit {
+/// `slot` is the job's place in the running-slot queue ([`queue_for_slot`]).
+pub async fn run_job(
+    ctx: Arc<JobContext>,
+    job_id: String,
+    stop: CancellationToken,
+    slot: Slot,
+) -> JobExit {
     let mut runner = match Runner::start(ctx, job_id, stop).await {
         Ok(r) => r,
         Err(exit) => return exit,
     };
-    let exit = runner.run().await;
+    let exit = runner.run(slot).await;
     info!(job_id = %runner.cp.job_id, exit = ?exit, "job task ended");
     exit
 }
@@ -271,13 +299,13 @@ impl Runner {
         }
     }
 
-    async fn run(&mut self) -> JobExit {
-        match self.run_inner().await {
+    async fn run(&mut self, slot: Slot) -> JobExit {
+        match self.run_inner(slot).await {
             Ok(exit) | Err(exit) => exit,
         }
     }
 
-    async fn run_inner(&mut self) -> Result<JobExit, JobExit> {
+    async fn run_inner(&mut self, slot: Slot) -> Result<JobExit, JobExit> {
         if self.cp.status.is_final() {
             return Ok(JobExit::Idle);
         }
@@ -286,12 +314,10 @@ impl Runner {
             return Ok(JobExit::Idle);
         }
         // Wait for a running slot; control requests are honoured while waiting.
-        // One acquire future for the whole wait keeps this job's place in the semaphore's FIFO queue.
-        let acquire = self.ctx.permits.clone().acquire_owned();
-        tokio::pin!(acquire);
+        let mut slot = slot;
         let _permit = loop {
             tokio::select! {
-                p = &mut acquire => break p.expect("semaphore never closed"),
+                p = &mut slot => break p,
                 _ = self.stop.cancelled() => return Err(JobExit::Stopped),
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {
                     self.honour_control().await?;
