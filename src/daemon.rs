@@ -20,9 +20,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::command::{self, Command, CommandError, CommandOrigin, ControlAction, Limits, now_ms};
+use crate::command::{self, Command, CommandError, CommandOrigin, Limits, now_ms};
 use crate::config::Config;
-use crate::job::{Checkpoint, ControlRequest, Counters, JobStatus, ResultRecord, control_key};
+use crate::job::{
+    Checkpoint, ControlRequest, Counters, JobStatus, ResultRecord, control_key, control_problem,
+};
 use crate::metrics::{Metrics, OutcomeLabel, Readiness, StatusLabel};
 use crate::runner::{JobContext, JobExit, Topics, queue_for_slot, run_job};
 use crate::sink::{
@@ -322,7 +324,13 @@ impl Daemon {
                         headers: Vec::new(),
                         tag: None,
                     },
-                    self.result_record(&ResultRecord::new(&cp.job_id, "accepted", now)),
+                    // The command's coordinates let a submitter tell its own acceptance from an earlier one.
+                    self.result_record(&ResultRecord {
+                        topic: Some(origin.topic.clone()),
+                        partition: Some(origin.partition),
+                        offset: Some(origin.offset),
+                        ..ResultRecord::new(&cp.job_id, "accepted", now)
+                    }),
                 ];
                 // Every job task of this process either runs or waits for a running slot.
                 if self.jobs.len() >= self.cfg.processing.concurrency as usize {
@@ -344,22 +352,7 @@ impl Daemon {
                         origin,
                     );
                 };
-                let problem = match (action, cp.status) {
-                    (_, s) if s.is_final() => Some(format!("job is already {}", s.as_str())),
-                    (ControlAction::Pause, JobStatus::Paused) => {
-                        Some("job is already paused".into())
-                    }
-                    (ControlAction::Pause, JobStatus::Failed) => {
-                        Some("job has failed; resume or cancel it".into())
-                    }
-                    (ControlAction::Resume, JobStatus::Running | JobStatus::Queued) => {
-                        Some(format!(
-                            "job is {}; only a paused or failed job can be resumed",
-                            cp.status.as_str()
-                        ))
-                    }
-                    _ => None,
-                };
+                let problem = control_problem(action, cp.status);
                 if let Some(p) = problem {
                     return self.rejected(
                         &CommandError {

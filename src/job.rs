@@ -44,6 +44,23 @@ impl JobStatus {
     }
 }
 
+/// Why a control command cannot apply to a job in `status`, or `None` when it can (SPEC §3). Used by the daemon
+/// to reject it and by the CLI to refuse it before sending.
+pub fn control_problem(action: ControlAction, status: JobStatus) -> Option<String> {
+    match (action, status) {
+        (_, s) if s.is_final() => Some(format!("job is already {}", s.as_str())),
+        (ControlAction::Pause, JobStatus::Paused) => Some("job is already paused".into()),
+        (ControlAction::Pause, JobStatus::Failed) => {
+            Some("job has failed; resume or cancel it".into())
+        }
+        (ControlAction::Resume, JobStatus::Running | JobStatus::Queued) => Some(format!(
+            "job is {}; only a paused or failed job can be resumed",
+            status.as_str()
+        )),
+        _ => None,
+    }
+}
+
 /// Row counters of a job, with the original design's meaning (SPEC §6). Invariant:
 /// `found = published + dropped + transformation_errors + failed + sampled_out`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

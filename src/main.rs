@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use raw_events_reprocessor::command::ControlAction;
 use raw_events_reprocessor::config::{Config, LogFormat};
 use raw_events_reprocessor::{cli, daemon};
 
@@ -79,8 +80,10 @@ enum Cmd {
 }
 
 const WATCH_EXIT_CODES: &str = "Exit codes of watch (and submit --watch): 0 completed, 3 failed, \
-4 cancelled, 5 rejected, 6 --timeout passed, 1 other errors (e.g. Kafka unreachable), 2 bad configuration \
-or arguments. A `duplicate` record is reported but is not final.";
+4 cancelled, 5 rejected (by the daemon, or refused locally by submit/cancel/pause/resume), 6 --timeout passed \
+(submit --watch: no answer from the daemon in 120 s), 7 submit --watch of an existing job id (duplicate: \
+nothing started), 1 other errors (e.g. Kafka unreachable), 2 bad configuration. For watch, a `duplicate` \
+record is reported but is not final.";
 
 #[derive(clap::Args)]
 struct SubmitOpts {
@@ -215,15 +218,54 @@ fn main() -> ExitCode {
                 }
             };
             let rt = runtime();
-            if let Err(e) = rt.block_on(cli::ops::produce_command(&cfg, &job_id, &bytes)) {
-                eprintln!("reprocessor submit: {e:#}");
-                return ExitCode::from(cli::ops::EXIT_ERROR);
-            }
+            let (partition, offset) =
+                match rt.block_on(cli::ops::produce_command(&cfg, &job_id, &bytes)) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        eprintln!("reprocessor submit: {e:#}");
+                        return ExitCode::from(cli::ops::EXIT_ERROR);
+                    }
+                };
             println!("{job_id}");
-            if o.watch {
-                watch(&cfg, &job_id, None)
-            } else {
-                ExitCode::SUCCESS
+            if !o.watch {
+                return ExitCode::SUCCESS;
+            }
+            // Our own command's verdict first: a duplicate job id must not pass for the old job's success.
+            match cli::ops::command_verdict(
+                &cfg,
+                &job_id,
+                partition,
+                offset,
+                Duration::from_secs(120),
+            ) {
+                Ok(Some(r)) if r.status == "duplicate" => {
+                    println!(
+                        "{} {job_id}: duplicate: {}",
+                        r.at,
+                        r.reason.as_deref().unwrap_or("")
+                    );
+                    ExitCode::from(cli::ops::EXIT_DUPLICATE)
+                }
+                Ok(Some(r)) if r.status == "rejected" => {
+                    println!(
+                        "{} {job_id}: rejected: {}",
+                        r.at,
+                        r.reason.as_deref().unwrap_or("")
+                    );
+                    ExitCode::from(cli::ops::EXIT_REJECTED)
+                }
+                Ok(None) => {
+                    eprintln!(
+                        "reprocessor submit: no answer from the daemon within 120 s (is `reprocessor run` running?); \
+                         follow it with `reprocessor watch {job_id}`"
+                    );
+                    ExitCode::from(cli::ops::EXIT_TIMEOUT)
+                }
+                Ok(Some(_)) => watch(&cfg, &job_id, None),
+                Err(e) => {
+                    eprintln!("reprocessor submit: {e:#}");
+                    ExitCode::from(cli::ops::EXIT_ERROR)
+                }
             }
         }
         Cmd::Watch { job, timeout } => watch(&cfg, &job, timeout.map(Duration::from_secs)),
@@ -298,9 +340,58 @@ fn control(cfg: &Config, action: &str, job: &str) -> ExitCode {
             return ExitCode::from(cli::ops::EXIT_REJECTED);
         }
     };
-    match runtime().block_on(cli::ops::produce_command(cfg, job, &bytes)) {
-        Ok((partition, offset)) => {
-            println!("{action} {job}: sent (control partition {partition}, offset {offset})");
+    let kind = match action {
+        "cancel" => ControlAction::Cancel,
+        "pause" => ControlAction::Pause,
+        _ => ControlAction::Resume,
+    };
+    let rt = runtime();
+    if let Err(e) = rt.block_on(cli::ops::check_control(cfg, kind, job)) {
+        eprintln!("reprocessor {action} {job}: refused: {e:#}");
+        return ExitCode::from(cli::ops::EXIT_REJECTED);
+    }
+    let sent_at = raw_events_reprocessor::command::format_ms(
+        raw_events_reprocessor::command::now_ms() - 2_000,
+    );
+    let (partition, offset) = match rt.block_on(cli::ops::produce_command(cfg, job, &bytes)) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("reprocessor {action}: {e:#}");
+            return ExitCode::from(cli::ops::EXIT_ERROR);
+        }
+    };
+    println!("{action} {job}: sent (control partition {partition}, offset {offset})");
+    // The job's owner honours it between batches: wait a little for that, or for a rejection.
+    let done = match kind {
+        ControlAction::Cancel => "cancelled",
+        ControlAction::Pause => "paused",
+        ControlAction::Resume => "resumed",
+    };
+    let topic = cfg.topics.commands.name.clone();
+    let answer = cli::ops::wait_for_result(cfg, job, Duration::from_secs(20), |r| {
+        (r.status == "rejected"
+            && r.topic.as_deref() == Some(topic.as_str())
+            && r.partition == Some(partition)
+            && r.offset == Some(offset))
+            || (r.status == done && r.at >= sent_at)
+    });
+    match answer {
+        Ok(Some(r)) if r.status == "rejected" => {
+            println!(
+                "{} {job}: rejected: {}",
+                r.at,
+                r.reason.as_deref().unwrap_or("")
+            );
+            ExitCode::from(cli::ops::EXIT_REJECTED)
+        }
+        Ok(Some(r)) => {
+            println!("{} {job}: {}", r.at, r.status);
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            println!(
+                "{job}: requested; the job's owner applies it after its current batch (`reprocessor status {job}`)"
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -286,8 +286,18 @@ async fn controls_on_other_partitions_reach_the_job_and_cancel_ends_it() {
     let w = env.cli(&["watch", "cancel-1", "--timeout", "60"]);
     assert_eq!(w.status.code(), Some(4), "watch exits 4 for cancelled");
 
-    // Cancelling again is rejected, but the job stays cancelled for watch.
-    cli_ok(&env, &["cancel", "cancel-1"]);
+    // Cancelling again: the CLI refuses it locally (exit 5); sent anyway, the daemon rejects it, and the job
+    // stays cancelled for watch.
+    let again = env.cli(&["cancel", "cancel-1"]);
+    assert_eq!(again.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already cancelled"));
+    produce(
+        &env,
+        "cancel-1",
+        None,
+        r#"{"type":"cancel","job_id":"cancel-1"}"#,
+    )
+    .await;
     let rej = env.wait_status("cancel-1", &["rejected"], Duration::from_secs(60));
     assert!(
         rej["reason"]
@@ -307,8 +317,17 @@ async fn controls_on_other_partitions_reach_the_job_and_cancel_ends_it() {
     assert_eq!(st["status"], "cancelled");
     assert_eq!(st["total_events_found"], found);
 
-    // A control command for an unknown job is rejected; watch exits 5.
-    cli_ok(&env, &["pause", "no-such-job"]);
+    // A control command for an unknown job: the CLI refuses it (exit 5); the daemon rejects it; watch exits 5.
+    let refused = env.cli(&["pause", "no-such-job"]);
+    assert_eq!(refused.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown job"));
+    produce(
+        &env,
+        "no-such-job",
+        None,
+        r#"{"type":"pause","job_id":"no-such-job"}"#,
+    )
+    .await;
     let w = env.cli(&["watch", "no-such-job", "--timeout", "60"]);
     assert_eq!(
         w.status.code(),
@@ -397,11 +416,14 @@ async fn dry_run_publishes_nothing_and_reports_what_a_real_run_does() {
     assert!(real["total_transformation_errors"].as_i64().unwrap() > 0);
     assert_exactly_once(&env, &expected);
 
-    // Submitting an existing job id again is a duplicate: reported, not final, nothing started.
+    // Submitting an existing job id again is a duplicate: `submit --watch` says so and exits 7, nothing
+    // starts; for `watch` the record is reported but not final.
     let mut args = base.to_vec();
-    args.extend(["--job-id", "real-1"]);
-    cli_ok(&env, &args);
-    env.wait_status("real-1", &["duplicate"], Duration::from_secs(60));
+    args.extend(["--job-id", "real-1", "--watch"]);
+    let dup = env.cli(&args);
+    let dup_text = String::from_utf8_lossy(&dup.stdout).into_owned();
+    assert_eq!(dup.status.code(), Some(7), "{dup_text}");
+    assert!(dup_text.contains("duplicate"), "{dup_text}");
     let w = env.cli(&["watch", "real-1", "--timeout", "60"]);
     let text = String::from_utf8_lossy(&w.stdout).into_owned();
     assert_eq!(w.status.code(), Some(0), "{text}");

@@ -15,9 +15,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{Map, Value, json};
 
+use crate::command::ControlAction;
 use crate::command::{self, CommandOrigin, Limits, format_ms, now_ms};
 use crate::config::{Config, is_id_char};
-use crate::job::{Checkpoint, ResultRecord};
+use crate::job::{Checkpoint, ResultRecord, control_problem};
 use crate::sink::client_config;
 use crate::state::StateStore;
 
@@ -33,6 +34,8 @@ pub const EXIT_CANCELLED: u8 = 4;
 pub const EXIT_REJECTED: u8 = 5;
 /// Exit code of `watch` when `--timeout` passed before a final result.
 pub const EXIT_TIMEOUT: u8 = 6;
+/// Exit code of `submit --watch` when the job id already exists: the daemon started nothing (SPEC §3).
+pub const EXIT_DUPLICATE: u8 = 7;
 
 /// What `submit` asks for (the fields of a `reprocess` command, SPEC §3).
 #[derive(Debug, Clone, Default)]
@@ -171,6 +174,73 @@ pub async fn produce_command(cfg: &Config, key: &str, value: &[u8]) -> anyhow::R
             )
         })?;
     Ok((delivery.partition, delivery.offset))
+}
+
+/// Reads the job's records on the results topic (from the beginning) until one satisfies `wanted`, or
+/// `timeout` passes (`None`).
+pub fn wait_for_result(
+    cfg: &Config,
+    job_id: &str,
+    timeout: Duration,
+    wanted: impl Fn(&ResultRecord) -> bool,
+) -> anyhow::Result<Option<ResultRecord>> {
+    let topic = cfg.topics.results.name.clone();
+    let (c, _) = reader(cfg, &topic, None)?;
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let Some(m) = c.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m.with_context(|| format!("cannot read results topic `{topic}`"))?;
+        if m.key() != Some(job_id.as_bytes()) {
+            continue;
+        }
+        if let Ok(r) = serde_json::from_slice::<ResultRecord>(m.payload().unwrap_or_default())
+            && wanted(&r)
+        {
+            return Ok(Some(r));
+        }
+    }
+    Ok(None)
+}
+
+/// The daemon's answer to the command at `partition`/`offset` of the control topic: its `accepted`,
+/// `rejected` or `duplicate` record (each carries the command's coordinates), or `None` after `timeout`.
+pub fn command_verdict(
+    cfg: &Config,
+    job_id: &str,
+    partition: i32,
+    offset: i64,
+    timeout: Duration,
+) -> anyhow::Result<Option<ResultRecord>> {
+    let topic = cfg.topics.commands.name.clone();
+    wait_for_result(cfg, job_id, timeout, |r| {
+        r.topic.as_deref() == Some(topic.as_str())
+            && r.partition == Some(partition)
+            && r.offset == Some(offset)
+    })
+}
+
+/// Refuses a cancel/pause/resume that the daemon would reject, by the job's status in the state topic.
+pub async fn check_control(
+    cfg: &Config,
+    action: ControlAction,
+    job_id: &str,
+) -> anyhow::Result<()> {
+    let (store, _events) = StateStore::start(cfg).await?;
+    store
+        .sync(Duration::from_millis(cfg.kafka.operation_timeout_ms * 2))
+        .await?;
+    let Some(cp) = store.checkpoint(job_id) else {
+        bail!(
+            "unknown job `{job_id}` (not in state topic `{}`)",
+            cfg.topics.state.name
+        );
+    };
+    if let Some(p) = control_problem(action, cp.status) {
+        bail!("{p}");
+    }
+    Ok(())
 }
 
 /// A read_committed consumer assigned to every partition of `topic`, from the beginning (or from
