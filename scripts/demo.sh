@@ -53,8 +53,8 @@ WATCH_STATUS=$?
 set -e
 
 echo "== 5/6 what the job wrote"
-echo "-- first 3 events on prod_events_v4:"
-"$BIN" peek output --limit 3
+echo "-- the last 3 events on prod_events_v4:"
+"$BIN" peek output --last --limit 3
 echo "-- dead letters of $JOB (first 4):"
 "$BIN" peek dlq --job "$JOB" --limit 4
 
@@ -62,7 +62,8 @@ echo "== 6/6 stopping the daemon"
 stop_daemon
 trap - EXIT
 echo
-echo "Done (job $JOB, watch exit code $WATCH_STATUS). The services are still running:"
+echo "Done (job $JOB, watch exit code $WATCH_STATUS). Try the operator commands with: alias reprocessor=$PWD/$BIN"
+echo "The services are still running:"
 scripts/services.sh status || true
 echo "Stop them with: scripts/services.sh down"
 exit "$WATCH_STATUS"

@@ -98,8 +98,14 @@ def main() -> int:
     except OSError as e:
         print(f"load_sample: cannot reach ClickHouse at {args.url}: {e} (run scripts/services.sh up)", file=sys.stderr)
         return 1
+    count_sql = (f"SELECT count() FROM {args.database}.raw_events FINAL "
+                 f"WHERE tenant_id = {{t:String}} AND environment_id = {{e:String}}")
+    params = urllib.parse.urlencode({"query": count_sql, "param_t": args.tenant, "param_e": args.environment})
+    with urllib.request.urlopen(f"{args.url}/?{params}", timeout=60) as resp:
+        total = resp.read().decode().strip()
     print(f"loaded {len(rows)} raw events of {args.tenant}/{args.environment} "
-          f"({args.rows} realistic, 1 sample, 4 invalid) from {ts(0)} over 3 days")
+          f"({args.rows} realistic, 1 sample, 4 invalid) from {ts(0)} over 3 days; "
+          f"the table now holds {total} rows of {args.tenant}/{args.environment} (earlier loads included)")
     return 0
 
 

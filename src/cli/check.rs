@@ -16,7 +16,10 @@ pub struct CheckLine {
 /// Runs every check. Never fails itself: problems are lines of the report.
 pub async fn run_checks(cfg: &Config) -> Vec<CheckLine> {
     let mut lines = Vec::new();
-    match existing_topics(cfg).await {
+    // An unreachable broker is reported within seconds rather than after the daemon's long timeout.
+    let mut quick = cfg.clone();
+    quick.kafka.operation_timeout_ms = quick.kafka.operation_timeout_ms.min(5_000);
+    match existing_topics(&quick).await {
         Ok(topics) => {
             lines.push(CheckLine {
                 dependency: format!("kafka {}", cfg.kafka.bootstrap_servers),
