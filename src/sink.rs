@@ -129,15 +129,19 @@ pub enum TopicError {
     Metadata { servers: String, error: String },
 }
 
+/// An admin client for the configured cluster.
+fn admin_client(cfg: &Config) -> Result<AdminClient<DefaultClientContext>, TopicError> {
+    client_config(cfg)
+        .create()
+        .map_err(|e| TopicError::Metadata {
+            servers: cfg.kafka.bootstrap_servers.clone(),
+            error: e.to_string(),
+        })
+}
+
 /// Names of the configured topics that exist on the cluster, read from metadata.
 pub async fn existing_topics(cfg: &Config) -> Result<Vec<String>, TopicError> {
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(cfg)
-            .create()
-            .map_err(|e| TopicError::Metadata {
-                servers: cfg.kafka.bootstrap_servers.clone(),
-                error: e.to_string(),
-            })?;
+    let admin = admin_client(cfg)?;
     let timeout = Duration::from_millis(cfg.kafka.operation_timeout_ms);
     let md = tokio::task::spawn_blocking(move || {
         admin.inner().fetch_metadata(None, timeout).map(|md| {
@@ -175,13 +179,7 @@ pub async fn ensure_topics(cfg: &Config) -> Result<(), TopicError> {
             topic: t.name.clone(),
         });
     }
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(cfg)
-            .create()
-            .map_err(|e| TopicError::Metadata {
-                servers: cfg.kafka.bootstrap_servers.clone(),
-                error: e.to_string(),
-            })?;
+    let admin = admin_client(cfg)?;
     let settings: Vec<(String, String, String)> = missing
         .iter()
         .map(|(key, t)| {
@@ -237,7 +235,7 @@ pub async fn ensure_topics(cfg: &Config) -> Result<(), TopicError> {
 /// dead-lettered before producing (SPEC §5) even when the configuration overstates the limit. Topics whose
 /// configuration cannot be read keep the configured value.
 pub async fn apply_broker_limits(cfg: &mut Config) {
-    let Ok(admin) = client_config(cfg).create::<AdminClient<DefaultClientContext>>() else {
+    let Ok(admin) = admin_client(cfg) else {
         return;
     };
     let opts = AdminOptions::new()
