@@ -273,7 +273,7 @@ fn invalid(key: impl Into<String>, value: impl std::fmt::Display, reason: &str) 
 }
 
 /// Name fragments of librdkafka properties that hold secrets.
-const SECRET_MARKERS: [&str; 4] = ["password", "secret", "key", "token"];
+const SECRET_MARKERS: [&str; 5] = ["password", "secret", "key", "token", "jaas"];
 
 fn is_secret_property(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
@@ -537,7 +537,7 @@ impl Config {
                 "must be an IP address and port, e.g. 127.0.0.1:9464",
             ));
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.observability.log_level).is_err() {
+        if !valid_log_filter(&self.observability.log_level) {
             return Err(invalid(
                 "observability.log_level",
                 format!("{:?}", self.observability.log_level),
@@ -553,6 +553,7 @@ impl Config {
         if !c.clickhouse.password.is_empty() {
             c.clickhouse.password = REDACTED.into();
         }
+        c.clickhouse.url = redact_url(&c.clickhouse.url);
         for (name, value) in c.kafka.properties.iter_mut() {
             if is_secret_property(name) {
                 *value = REDACTED.into();
@@ -565,6 +566,36 @@ impl Config {
     pub fn redacted_toml(&self) -> String {
         toml::to_string_pretty(&self.redacted())
             .unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
+}
+
+/// Whether `filter` is a log filter: comma-separated directives, each a level (`trace`, `debug`, `info`,
+/// `warn`, `error`, `off`) or `target=level`. A bare word is refused (tracing would read it as a target name
+/// and log nothing else).
+fn valid_log_filter(filter: &str) -> bool {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    !filter.trim().is_empty()
+        && tracing_subscriber::EnvFilter::try_new(filter).is_ok()
+        && filter.split(',').all(|d| {
+            let d = d.trim();
+            let level = d
+                .rsplit('=')
+                .next()
+                .unwrap_or(d)
+                .trim()
+                .to_ascii_lowercase();
+            LEVELS.contains(&level.as_str())
+        })
+}
+
+/// `url` with the password of its user info replaced by [`REDACTED`] (`http://u:***@host/`).
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some(REDACTED));
+            u.to_string()
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -677,8 +708,42 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_word_is_not_a_log_level() {
+        for bad in ["verbose", "", "info,loud", "raw_events_reprocessor=chatty"] {
+            let err =
+                Config::load_from(None, env(&[("REPROCESSOR_OBSERVABILITY__LOG_LEVEL", bad)]))
+                    .unwrap_err()
+                    .to_string();
+            assert!(err.contains("observability.log_level"), "{bad}: {err}");
+        }
+        for good in [
+            "debug",
+            "info,librdkafka=warn",
+            "raw_events_reprocessor=debug",
+        ] {
+            Config::load_from(None, env(&[("REPROCESSOR_OBSERVABILITY__LOG_LEVEL", good)]))
+                .unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+    }
+
+    #[test]
     fn password_is_redacted() {
         let mut c = Config::default();
+        c.clickhouse.url = "http://bob:urlpw@127.0.0.1:8123".into();
+        c.kafka.properties.insert(
+            "sasl.jaas.config".into(),
+            "org.apache.kafka.common.security.plain.PlainLoginModule required password=\"jaaspw\";"
+                .into(),
+        );
+        let printed = c.redacted_toml();
+        assert!(
+            !printed.contains("urlpw") && !printed.contains("jaaspw"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("http://bob:***@127.0.0.1:8123"),
+            "{printed}"
+        );
         c.clickhouse.password = "s3cret".into();
         c.kafka
             .properties

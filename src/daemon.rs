@@ -102,10 +102,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .metrics_address
         .parse()
         .expect("validated at load");
-    crate::metrics::serve(addr, metrics.clone(), readiness.clone())
+    let bound = crate::metrics::serve(addr, metrics.clone(), readiness.clone())
         .await
         .with_context(|| format!("cannot listen on observability.metrics_address {addr}"))?;
-    info!(address = %addr, "metrics endpoint listening");
+    info!(address = %bound, "metrics endpoint listening");
 
     ensure_topics(&cfg).await?;
     let cfg = {
@@ -171,15 +171,21 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     info!(topic = %cfg.topics.commands.name, group = %cfg.kafka.consumer_group, "daemon started; waiting for commands");
 
+    // One signal listener for the whole run: a signal that arrives while the loop is busy (an assignment, a
+    // command transaction being retried) is not lost, and whatever is retrying sees the token.
+    let stop = d.shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutdown requested: no more commands; finishing in-flight batches");
+        stop.cancel();
+    });
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let consumer = d.consumer.clone();
+    let stop = d.shutdown.clone();
     loop {
         tokio::select! {
             biased;
-            _ = shutdown_signal() => {
-                info!("shutdown requested: no more commands; finishing in-flight batches");
-                break;
-            }
+            _ = stop.cancelled() => break,
             Some(ev) = group_rx.recv() => d.on_group_event(ev).await,
             Some((job_id, exit)) = exits_rx.recv() => d.on_job_exit(&job_id, exit),
             Some(ev) = state_events.recv() => d.on_state_event(ev),
@@ -421,11 +427,26 @@ impl Daemon {
     /// unhandled command.
     async fn on_command(&mut self, origin: CommandOrigin, payload: &[u8]) {
         let mut wait = Duration::from_millis(200);
+        let mut refused_reason: Option<String> = None;
         loop {
             if self.shutdown.is_cancelled() {
                 return;
             }
-            let handled = self.decide(&origin, payload);
+            let handled = match &refused_reason {
+                None => self.decide(&origin, payload),
+                Some(reason) => {
+                    let job_id = command::parse(payload, &origin, self.limits(), now_ms())
+                        .map(|c| c.job_id().to_string())
+                        .unwrap_or_else(|e| e.job_id);
+                    self.rejected(
+                        &CommandError {
+                            job_id,
+                            reason: reason.clone(),
+                        },
+                        &origin,
+                    )
+                }
+            };
             let mut offsets = TopicPartitionList::new();
             offsets
                 .add_partition_offset(
@@ -445,6 +466,17 @@ impl Daemon {
             };
             let committed = match result {
                 Ok(()) => true,
+                Err(TxnError::Refused(refused)) => {
+                    // The broker will never take these records (e.g. a checkpoint over the state topic's
+                    // max.message.bytes): the command is rejected instead, so it cannot block its partition.
+                    let names: Vec<String> = refused.into_iter().map(|(_, n)| n).collect();
+                    warn!(partition = origin.partition, offset = origin.offset, errors = ?names, "the broker refused the command's records; rejecting the command");
+                    refused_reason = Some(format!(
+                        "the broker refused the records this command produces ({}); e.g. its checkpoint is larger than the state topic's max.message.bytes",
+                        names.join(", ")
+                    ));
+                    continue;
+                }
                 Err(TxnError::Fenced) => {
                     warn!(
                         partition = origin.partition,
@@ -456,7 +488,10 @@ impl Daemon {
                 Err(e) => {
                     warn!(partition = origin.partition, offset = origin.offset, error = %e, "command transaction not committed; retrying");
                     self.control_producers.remove(&origin.partition);
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.shutdown.cancelled() => return,
+                    }
                     wait = (wait * 2).min(Duration::from_secs(10));
                     // The outcome may have been a commit after all: the group's offset tells.
                     let _ = self
@@ -505,7 +540,17 @@ impl Daemon {
         let t = token.clone();
         let slot = queue_for_slot(&self.ctx.permits);
         let handle = tokio::spawn(async move {
-            let exit = run_job(ctx, id.clone(), t, slot).await;
+            use futures::FutureExt as _;
+            let exit = match std::panic::AssertUnwindSafe(run_job(ctx, id.clone(), t, slot))
+                .catch_unwind()
+                .await
+            {
+                Ok(exit) => exit,
+                Err(_) => {
+                    error!(job_id = %id, "job task panicked; the job stays as its last checkpoint says until the daemon restarts");
+                    JobExit::Panicked
+                }
+            };
             let _ = exits.send((id, exit));
         });
         self.jobs.insert(

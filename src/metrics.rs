@@ -178,23 +178,26 @@ async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
     (code, [(header::CONTENT_TYPE, "application/json")], body)
 }
 
-/// Binds the HTTP endpoint and serves it until the process ends. Errors when the address cannot be bound.
+/// Binds the HTTP endpoint and serves it until the process ends; returns the address actually bound (port 0
+/// picks a free one). Errors when the address cannot be bound.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+) -> std::io::Result<SocketAddr> {
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(HttpState { metrics, readiness });
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    Ok(tokio::spawn(async move {
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "metrics endpoint stopped");
         }
-    }))
+    });
+    Ok(bound)
 }
 
 #[cfg(test)]

@@ -74,6 +74,8 @@ pub enum JobExit {
     Stopped,
     /// Nothing to do (unknown, final, paused or failed without a resume request).
     Idle,
+    /// The task panicked (a bug): the job keeps its last checkpoint and resumes at the next start.
+    Panicked,
 }
 
 impl JobContext {
@@ -397,12 +399,9 @@ impl Runner {
                 prefetch = Some(fetch(page.cursor.clone()));
                 prefetch_base = page.cursor.clone();
             }
-            if let Some(rate) = spec.max_events_per_second
-                && self
-                    .throttle_window(&mut recent, rate, page.rows.len() as i64)
-                    .await
-            {
-                return Ok(JobExit::Stopped);
+            if let Some(rate) = spec.max_events_per_second {
+                self.throttle_window(&mut recent, rate, page.rows.len() as i64)
+                    .await?;
             }
             let base_revision = self.cp.revision;
             let delta = self.commit_page(&page).await?;
@@ -425,11 +424,9 @@ impl Runner {
                 return self.complete().await;
             }
             if let Some(rate) = spec.max_events_per_second {
-                let due = Duration::from_secs_f64(self.run_published as f64 / rate);
+                let due = seconds(self.run_published as f64 / rate);
                 let wait = due.saturating_sub(self.run_started.elapsed());
-                if !wait.is_zero() && sleep_or_stop(&self.stop, wait).await {
-                    return Ok(JobExit::Stopped);
-                }
+                self.wait_between_batches(wait).await?;
             }
         }
     }
@@ -437,14 +434,15 @@ impl Runner {
     /// Waits (between transactions) until publishing up to `next` more events cannot put more than
     /// `rate` × 10 s into any 10-second window (SPEC: the rate is measured over any 10-second window).
     /// The pacing by average rate alone can let an 11th one-second batch into the window that starts at the
-    /// first batch when later pages are prefetched. True when `stop` fired.
+    /// first batch when later pages are prefetched. `Err` when the job stops or is paused or cancelled while
+    /// waiting.
     async fn throttle_window(
-        &self,
+        &mut self,
         recent: &mut std::collections::VecDeque<(Instant, i64)>,
         rate: f64,
         next: i64,
-    ) -> bool {
-        let window = Duration::from_secs_f64((10.0f64).max(next as f64 / rate));
+    ) -> Result<(), JobExit> {
+        let window = seconds((10.0f64).max(next as f64 / rate));
         let budget = (rate * window.as_secs_f64()).floor() as i64;
         loop {
             while recent.front().is_some_and(|(t, _)| t.elapsed() >= window) {
@@ -452,13 +450,27 @@ impl Runner {
             }
             let used: i64 = recent.iter().map(|(_, n)| n).sum();
             if used + next <= budget || recent.is_empty() {
-                return false;
+                return Ok(());
             }
             let (oldest, _) = recent.front().copied().expect("not empty");
             let wait = window.saturating_sub(oldest.elapsed()) + Duration::from_millis(1);
-            if sleep_or_stop(&self.stop, wait).await {
-                return true;
+            self.wait_between_batches(wait).await?;
+        }
+    }
+
+    /// Sleeps between two transactions (throttling), honouring control requests and `stop` at least every
+    /// half second, so a throttled job is paused or cancelled as promptly as a running one.
+    async fn wait_between_batches(&mut self, wait: Duration) -> Result<(), JobExit> {
+        let until = Instant::now() + wait.min(Duration::from_secs(365 * 86_400));
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
             }
+            if sleep_or_stop(&self.stop, left.min(Duration::from_millis(500))).await {
+                return Err(JobExit::Stopped);
+            }
+            self.honour_control().await?;
         }
     }
 
@@ -776,6 +788,12 @@ impl Runner {
             Err(exit) => exit,
         }
     }
+}
+
+/// A duration of `secs` seconds, saturating at one year (a rate so low that the wait overflows `Duration`
+/// waits as good as forever instead of panicking).
+fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs.min(365.0 * 86_400.0)).unwrap_or(Duration::ZERO)
 }
 
 /// Sleeps; true when `stop` fired first.

@@ -469,7 +469,7 @@ impl TxnProducer {
                             | Some(RDKafkaErrorCode::InvalidMessage)
                             | Some(RDKafkaErrorCode::MessageBatchTooLarge)
                     );
-                    if per_record && r.tag.is_some() {
+                    if per_record {
                         refused.push((r.tag, error_name(e.rdkafka_error_code().unwrap())));
                     } else if other.is_none() {
                         other = Some(e);

@@ -680,3 +680,91 @@ async fn rows_too_large_for_the_real_topic_are_dead_lettered() {
         assert!(d["raw_event"]["id"].as_str().unwrap().ends_with('3'));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_right_after_assignment_is_not_lost() {
+    let env = Env::new("e2e_sigterm").await;
+    let mut daemon = env.start_daemon();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !daemon.log().contains("control partitions assigned") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no assignment:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = daemon.terminate(Duration::from_secs(35));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM during the assignment did not stop the daemon: {status:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_the_broker_cannot_store_is_rejected_and_blocks_nothing() {
+    let mut env = Env::new("e2e_poison").await;
+    env.extra_env.push((
+        "REPROCESSOR_TOPICS__STATE__MAX_MESSAGE_BYTES".into(),
+        "100000".into(),
+    ));
+    env.insert(&support::harness::realistic_rows("t_p", "e1", 100, T0, DAY))
+        .await;
+    let mut daemon = env.start_daemon();
+    env.wait_topics(Duration::from_secs(60));
+    // 10,000 event ids: the job's checkpoint is far larger than the state topic accepts.
+    // Random-looking ids, so that compression cannot shrink the record under the limit.
+    let ids: Vec<String> = (0..10_000u64)
+        .map(|i| {
+            let a = xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes());
+            let b = xxhash_rust::xxh3::xxh3_64(&a.to_le_bytes());
+            format!("\"{a:016x}{b:016x}\"")
+        })
+        .collect();
+    let range = format!(
+        r#""start_date":"{}","end_date":"{}""#,
+        rfc3339(T0),
+        rfc3339(T0 + DAY)
+    );
+    env.submit(
+        "k",
+        &format!(
+            r#"{{"type":"reprocess","job_id":"huge","tenant_id":"t_p","environment_id":"e1",{range},"event_ids":[{}]}}"#,
+            ids.join(",")
+        ),
+    )
+    .await;
+    // A rate so low that its waits overflow: the job neither panics nor blocks a cancel.
+    env.submit(
+        "k",
+        &format!(
+            r#"{{"type":"reprocess","job_id":"crawl","tenant_id":"t_p","environment_id":"e1",{range},"batch_size":10,"max_events_per_second":1e-300}}"#
+        ),
+    )
+    .await;
+    env.submit(
+        "k",
+        &format!(r#"{{"type":"reprocess","job_id":"after","tenant_id":"t_p","environment_id":"e1",{range}}}"#),
+    )
+    .await;
+    let rej = env.wait_final("huge", Duration::from_secs(120));
+    assert_eq!(rej["status"], "rejected", "{rej}\n{}", daemon.log());
+    assert!(
+        rej["reason"]
+            .as_str()
+            .unwrap()
+            .contains("max.message.bytes"),
+        "{rej}"
+    );
+    let after = env.wait_final("after", Duration::from_secs(120));
+    assert_eq!(after["status"], "completed", "{after}");
+    assert_eq!(after["total_events_found"], 100);
+    env.wait_status("crawl", &["accepted"], Duration::from_secs(60));
+    env.submit("k", r#"{"type":"cancel","job_id":"crawl"}"#)
+        .await;
+    let crawl = env.wait_final("crawl", Duration::from_secs(120));
+    assert_eq!(crawl["status"], "cancelled", "{crawl}\n{}", daemon.log());
+    assert!(!daemon.log().contains("panicked"), "{}", daemon.log());
+    let status = daemon.terminate(Duration::from_secs(35));
+    assert!(status.is_some_and(|s| s.success()));
+}

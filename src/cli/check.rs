@@ -54,7 +54,9 @@ pub async fn run_checks(cfg: &Config) -> Vec<CheckLine> {
     lines.push(CheckLine {
         dependency: format!(
             "clickhouse {} ({}.{})",
-            cfg.clickhouse.url, cfg.clickhouse.database, cfg.clickhouse.table
+            crate::config::redact_url(&cfg.clickhouse.url),
+            cfg.clickhouse.database,
+            cfg.clickhouse.table
         ),
         problem,
     });

@@ -260,7 +260,8 @@ impl Source {
         };
         let mut inner = Inner {
             client,
-            url: cfg.url.clone(),
+            // Kept for messages only: a password in the URL's user info is never shown.
+            url: crate::config::redact_url(&cfg.url),
             user: cfg.user.clone(),
             tables,
             key: SortingKey::new("-", &["id".to_string()])?,
