@@ -178,7 +178,11 @@ fn decode<'a>(
                         // null leaves a string field as it was.
                         r.literal()?;
                     }
-                    c => return Err(type_error(kind_name(c), FIELDS[field_index(k)].0, "string")),
+                    c => {
+                        // Go reports a syntax error in the value before the type mismatch.
+                        r.skip_value(1)?;
+                        return Err(type_error(kind_name(c), FIELDS[field_index(k)].0, "string"));
+                    }
                 },
                 Some(f @ (Field::Byok | Field::ReferenceCost)) => {
                     let v = r.value(1, arena)?;
@@ -221,6 +225,7 @@ fn decode<'a>(
                         data.clear();
                     }
                     c => {
+                        r.skip_value(1)?;
                         return Err(type_error(kind_name(c), "data", "map[string]interface {}"));
                     }
                 },
@@ -735,6 +740,24 @@ fn write_member(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syntax_errors_in_a_field_value_come_before_type_errors() {
+        let msg = |p: &str| match crate::transform::transform(p.as_bytes(), "t", "e") {
+            crate::transform::Outcome::Error(e) => e.message,
+            other => panic!("{p}: {other:?}"),
+        };
+        assert_eq!(
+            msg(r#"{"id":"x","orgId": "#),
+            "unexpected end of JSON input"
+        );
+        assert!(msg(r#"{"orgId": @}"#).starts_with("invalid character '@'"));
+        assert!(msg(r#"{"data": [1,}"#).starts_with("invalid character '}'"));
+        assert_eq!(
+            msg(r#"{"id": 5}"#),
+            "json: cannot unmarshal number into Go struct field BentoInput.id of type string"
+        );
+    }
 
     #[test]
     fn static_keys_sorted_and_prefixed() {
