@@ -426,6 +426,13 @@ impl Daemon {
     /// Handles one command; retries its transaction until it commits, so the partition never moves past an
     /// unhandled command.
     async fn on_command(&mut self, origin: CommandOrigin, payload: &[u8]) {
+        // Read the state topic to its end first: a job accepted moments ago by another instance (a command
+        // with the same job id on another partition) is then known, and this one is a duplicate. Two such
+        // commands handled at the very same moment can still both be accepted; the job's transactional id
+        // then lets only one of them publish.
+        if let Err(e) = self.ctx.state.sync(Duration::from_secs(5)).await {
+            warn!(error = %e, "state topic not read to its end before handling a command");
+        }
         let mut wait = Duration::from_millis(200);
         let mut refused_reason: Option<String> = None;
         loop {
