@@ -14,7 +14,8 @@ ROWS="${1:-5000}"
 LOG_DIR="${RER_DEMO_DIR:-target/demo}"
 mkdir -p "$LOG_DIR"
 
-echo "== 1/6 local services"
+echo "== 1/6 system packages and local services"
+scripts/install-deps.sh
 scripts/services.sh up
 
 echo "== 2/6 building the reprocessor (release; the first build takes a few minutes)"
