@@ -168,6 +168,14 @@ pub fn parse(
             reason: "command must be a JSON object".into(),
         });
     };
+    // A member given twice would silently keep only its last value (e.g. a second `job_id`): refused like an
+    // unknown field.
+    if let Err(e) = serde_json::from_slice::<UniqueKeys>(bytes) {
+        return Err(CommandError {
+            job_id: derived,
+            reason: format!("command is not valid: {e}"),
+        });
+    }
     // The job id is read first so that a rejection can name the job the operator meant.
     let readable_id = match obj.get("job_id") {
         Some(Value::String(s)) if valid_job_id(s) => Some(s.clone()),
@@ -226,6 +234,38 @@ pub fn parse(
             "field `type`: unknown command type {:?} (expected reprocess, cancel, pause or resume)",
             shorten(other)
         ))),
+    }
+}
+
+/// Deserializes a JSON object's top level only to refuse a member name given twice.
+struct UniqueKeys;
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if !seen.insert(key.clone()) {
+                        return Err(serde::de::Error::custom(format!(
+                            "field `{}` is given twice",
+                            shorten(&key)
+                        )));
+                    }
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                Ok(UniqueKeys)
+            }
+        }
+        d.deserialize_map(Visitor)
     }
 }
 
@@ -578,6 +618,7 @@ mod tests {
             (r#"{"job_id":"j"}"#.into(), "type"),
             (r#"{"type":"cancel"}"#.into(), "job_id"),
             (r#"{"type":"pause","job_id":"j","now":true}"#.into(), "now"),
+            (format!("{{{base},\"job_id\":\"a\",\"job_id\":\"b\"}}"), "`job_id` is given twice"),
             ("[1,2]".into(), "JSON object"),
             ("not json".into(), "not valid JSON"),
         ];
