@@ -113,11 +113,6 @@ pub fn error_name(code: RDKafkaErrorCode) -> String {
     }
 }
 
-/// The librdkafka error code of a Kafka error, when it has one.
-pub fn error_code(e: &KafkaError) -> Option<RDKafkaErrorCode> {
-    e.rdkafka_error_code()
-}
-
 /// Errors of topic checks at start.
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
@@ -317,7 +312,6 @@ pub enum TxnError {
 /// A transactional producer with a stable transactional id.
 pub struct TxnProducer {
     producer: FutureProducer<KafkaLogContext>,
-    transactional_id: String,
     op_timeout: Duration,
 }
 
@@ -398,14 +392,8 @@ impl TxnProducer {
         }
         Ok(TxnProducer {
             producer,
-            transactional_id: transactional_id.to_string(),
             op_timeout,
         })
-    }
-
-    /// The transactional id.
-    pub fn transactional_id(&self) -> &str {
-        &self.transactional_id
     }
 
     /// Produces `records` and, when given, commits consumer `offsets` in one transaction.

@@ -7,7 +7,6 @@
 //! making start-up wait forever.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,8 +51,6 @@ struct Inner {
     consumer: BaseConsumer<KafkaLogContext>,
     table: Mutex<Table>,
     progressed: Notify,
-    stop: AtomicBool,
-    loaded: AtomicBool,
 }
 
 /// The job table built from the state topic. Cheap to clone.
@@ -117,8 +114,6 @@ impl StateStore {
             consumer,
             table: Mutex::new(Table::default()),
             progressed: Notify::new(),
-            stop: AtomicBool::new(false),
-            loaded: AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let tail = inner.clone();
@@ -172,7 +167,6 @@ impl StateStore {
                     *high <= 0 || table.positions.get(p).copied().unwrap_or(0) >= *high
                 });
                 if done {
-                    self.inner.loaded.store(true, Ordering::Release);
                     return Ok(());
                 }
             }
@@ -185,11 +179,6 @@ impl StateStore {
             }
             let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), notified).await;
         }
-    }
-
-    /// Whether a [`StateStore::sync`] has completed once (for `/readyz`).
-    pub fn loaded(&self) -> bool {
-        self.inner.loaded.load(Ordering::Acquire)
     }
 
     /// The latest checkpoint of a job.
@@ -252,7 +241,8 @@ fn upsert(table: &mut Table, cp: Checkpoint) -> bool {
 
 fn tail_loop(inner: Arc<Inner>, events: mpsc::UnboundedSender<StateEvent>) {
     let mut last_position_check = Instant::now();
-    while !inner.stop.load(Ordering::Acquire) && Arc::strong_count(&inner) > 1 {
+    // The tail ends when every `StateStore` handle is gone.
+    while Arc::strong_count(&inner) > 1 {
         match inner.consumer.poll(Duration::from_millis(100)) {
             Some(Ok(msg)) => {
                 let partition = msg.partition();
