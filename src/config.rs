@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
@@ -83,6 +84,31 @@ impl Default for KafkaConfig {
             group_instance_id: None,
             properties: BTreeMap::new(),
         }
+    }
+}
+
+impl KafkaConfig {
+    /// `operation_timeout_ms`: the bound of one transactional call (init, send offsets, commit, abort) or
+    /// metadata request.
+    pub fn operation_timeout(&self) -> Duration {
+        Duration::from_millis(self.operation_timeout_ms)
+    }
+
+    /// How long a new transactional producer retries `init_transactions` while the broker is not ready
+    /// (4 × the operation timeout: the transaction coordinator may be loading after a restart).
+    pub fn init_timeout(&self) -> Duration {
+        self.operation_timeout() * 4
+    }
+
+    /// How long start-up waits for the state topic to be read to its end (4 × the operation timeout).
+    pub fn state_load_timeout(&self) -> Duration {
+        self.operation_timeout() * 4
+    }
+
+    /// `transaction_timeout_ms`: after this the broker aborts a transaction left open (e.g. by a crashed
+    /// instance), which bounds how long an open transaction can hide the state topic's end.
+    pub fn transaction_timeout(&self) -> Duration {
+        Duration::from_millis(self.transaction_timeout_ms)
     }
 }
 
@@ -219,6 +245,13 @@ impl Default for ProcessingConfig {
             shutdown_grace_secs: 30,
             dlq_max_payload_bytes: 512 * 1024,
         }
+    }
+}
+
+impl ProcessingConfig {
+    /// `progress_interval_secs`: the least time between two `progress` results of a job.
+    pub fn progress_interval(&self) -> Duration {
+        Duration::from_secs(self.progress_interval_secs)
     }
 }
 

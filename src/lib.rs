@@ -2,11 +2,13 @@
 //!
 //! Data flows one way: command → job → source → transform → sink/checkpoint (see `README.md`).
 
+pub mod batch;
 pub mod cli;
 pub mod command;
 pub mod config;
 pub mod daemon;
 pub mod job;
+pub mod kafka;
 pub mod metrics;
 pub mod runner;
 pub mod sink;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use raw_events_reprocessor::command::ControlAction;
 use raw_events_reprocessor::config::{Config, LogFormat};
+use raw_events_reprocessor::job::ResultStatus;
 use raw_events_reprocessor::{cli, daemon};
 
 /// Replays usage events from ClickHouse into Kafka, on command.
@@ -238,7 +239,7 @@ fn main() -> ExitCode {
                 offset,
                 Duration::from_secs(120),
             ) {
-                Ok(Some(r)) if r.status == "duplicate" => {
+                Ok(Some(r)) if r.status == ResultStatus::Duplicate => {
                     println!(
                         "{} {job_id}: duplicate: {}",
                         r.at,
@@ -246,7 +247,7 @@ fn main() -> ExitCode {
                     );
                     ExitCode::from(cli::ops::EXIT_DUPLICATE)
                 }
-                Ok(Some(r)) if r.status == "rejected" => {
+                Ok(Some(r)) if r.status == ResultStatus::Rejected => {
                     println!(
                         "{} {job_id}: rejected: {}",
                         r.at,
@@ -308,7 +309,7 @@ fn main() -> ExitCode {
         Cmd::Run => {
             init_logging(&cfg);
             let rt = runtime();
-            match rt.block_on(daemon::run(cfg)) {
+            match rt.block_on(daemon::run(cfg, daemon::shutdown_signal())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "daemon cannot start");
@@ -363,20 +364,20 @@ fn control(cfg: &Config, action: &str, job: &str) -> ExitCode {
     println!("{action} {job}: sent (control partition {partition}, offset {offset})");
     // The job's owner honours it between batches: wait a little for that, or for a rejection.
     let done = match kind {
-        ControlAction::Cancel => "cancelled",
-        ControlAction::Pause => "paused",
-        ControlAction::Resume => "resumed",
+        ControlAction::Cancel => ResultStatus::Cancelled,
+        ControlAction::Pause => ResultStatus::Paused,
+        ControlAction::Resume => ResultStatus::Resumed,
     };
     let topic = cfg.topics.commands.name.clone();
     let answer = cli::ops::wait_for_result(cfg, job, Duration::from_secs(20), |r| {
-        (r.status == "rejected"
+        (r.status == ResultStatus::Rejected
             && r.topic.as_deref() == Some(topic.as_str())
             && r.partition == Some(partition)
             && r.offset == Some(offset))
             || (r.status == done && r.at >= sent_at)
     });
     match answer {
-        Ok(Some(r)) if r.status == "rejected" => {
+        Ok(Some(r)) if r.status == ResultStatus::Rejected => {
             println!(
                 "{} {job}: rejected: {}",
                 r.at,

@@ -134,6 +134,9 @@ pub struct Readiness {
     pub kafka: AtomicBool,
     pub clickhouse: AtomicBool,
     pub state_loaded: AtomicBool,
+    /// State partitions a job waits on (an open transaction holds back their end): (partition, seconds waited).
+    /// Detail only: the daemon is ready all the same.
+    pub state_waits: std::sync::Mutex<Vec<(i32, u64)>>,
 }
 
 impl Readiness {
@@ -163,13 +166,21 @@ async fn metrics_handler(State(s): State<HttpState>) -> impl IntoResponse {
 
 async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
     let r = &s.readiness;
-    let body = format!(
-        "{{\"ready\":{},\"kafka\":{},\"clickhouse\":{},\"state_loaded\":{}}}\n",
-        r.ready(),
-        r.kafka.load(Ordering::Acquire),
-        r.clickhouse.load(Ordering::Acquire),
-        r.state_loaded.load(Ordering::Acquire)
-    );
+    let waits: Vec<serde_json::Value> = r
+        .state_waits
+        .lock()
+        .expect("readiness lock")
+        .iter()
+        .map(|(p, secs)| serde_json::json!({"partition": p, "waited_secs": secs}))
+        .collect();
+    let body = serde_json::json!({
+        "ready": r.ready(),
+        "kafka": r.kafka.load(Ordering::Acquire),
+        "clickhouse": r.clickhouse.load(Ordering::Acquire),
+        "state_loaded": r.state_loaded.load(Ordering::Acquire),
+        "waiting_for_state_partitions": waits,
+    });
+    let body = format!("{body}\n");
     let code = if r.ready() {
         StatusCode::OK
     } else {

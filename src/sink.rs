@@ -1,117 +1,27 @@
-//! Kafka side of the daemon: client configuration, topic creation, and [`TxnProducer`], which commits one
-//! batch of records (events, dead letters, results, checkpoint, optionally consumer offsets) as a single
-//! Kafka transaction (SPEC §5).
+//! Kafka side of the daemon: topic creation and limits, and [`TxnProducer`], which commits one batch of
+//! records (events, dead letters, results, checkpoint, optionally consumer offsets) as a single Kafka
+//! transaction (SPEC §5).
 //!
 //! Transactional ids are stable (`<prefix>-<job_id>` for jobs, `<prefix>-control-<partition>` for the
 //! control handler of one command partition), so creating a [`TxnProducer`] fences any zombie that used the
 //! same id and aborts what it left open. Every transactional call runs on the blocking pool with the
 //! configured timeout.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use rdkafka::ClientConfig;
 use rdkafka::TopicPartitionList;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tracing::{debug, warn};
 
 use crate::config::Config;
-
-/// Bytes allowed for a record's framing on top of key, value and headers when checking
-/// `max.message.bytes` before producing (record batch header plus record overhead).
-pub const RECORD_OVERHEAD_BYTES: usize = 128;
-
-/// Base librdkafka configuration: bootstrap servers plus every `kafka.properties` entry.
-pub fn client_config(cfg: &Config) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.kafka.bootstrap_servers);
-    for (k, v) in &cfg.kafka.properties {
-        c.set(k, v);
-    }
-    c
-}
-
-/// Client context of every long-lived Kafka client: forwards librdkafka's logs and errors to `tracing`, at most
-/// once per 10 seconds per kind (facility or error), so that a broker outage is reported without flooding the
-/// log with one line per reconnect attempt.
-#[derive(Default)]
-pub struct KafkaLogContext {
-    last: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
-}
-
-impl KafkaLogContext {
-    /// Whether a line of this kind may be written now, and how many were suppressed since the last one.
-    fn admit(&self, kind: &str) -> Option<u64> {
-        let mut last = self.last.lock().expect("log rate lock");
-        let now = std::time::Instant::now();
-        match last.get_mut(kind) {
-            Some((at, suppressed)) if now.duration_since(*at) < Duration::from_secs(10) => {
-                *suppressed += 1;
-                None
-            }
-            Some((at, suppressed)) => {
-                let n = *suppressed;
-                *at = now;
-                *suppressed = 0;
-                Some(n)
-            }
-            None => {
-                last.insert(kind.to_string(), (now, 0));
-                Some(0)
-            }
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for KafkaLogContext {}
-
-impl rdkafka::ClientContext for KafkaLogContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        use rdkafka::config::RDKafkaLogLevel as L;
-        let Some(suppressed) = self.admit(fac) else {
-            return;
-        };
-        match level {
-            L::Emerg | L::Alert | L::Critical | L::Error => {
-                tracing::error!(target: "librdkafka", facility = fac, suppressed, "{message}")
-            }
-            L::Warning => {
-                tracing::warn!(target: "librdkafka", facility = fac, suppressed, "{message}")
-            }
-            L::Notice | L::Info => {
-                tracing::info!(target: "librdkafka", facility = fac, suppressed, "{message}")
-            }
-            L::Debug => {
-                tracing::debug!(target: "librdkafka", facility = fac, suppressed, "{message}")
-            }
-        }
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        let kind = format!("{:?}", error.rdkafka_error_code());
-        if let Some(suppressed) = self.admit(&kind) {
-            warn!(target: "librdkafka", error = %error, suppressed, "Kafka client error: {reason}");
-        }
-    }
-}
-
-/// The librdkafka name of an error code, e.g. `MSG_SIZE_TOO_LARGE` (SPEC §8 spells broker errors so).
-pub fn error_name(code: RDKafkaErrorCode) -> String {
-    let Ok(raw) = rdkafka::types::RDKafkaRespErr::try_from(code as i32) else {
-        return format!("{code:?}");
-    };
-    // SAFETY: rd_kafka_err2name returns a pointer to a static, NUL-terminated string for every code.
-    unsafe {
-        let ptr = rdkafka::bindings::rd_kafka_err2name(raw);
-        std::ffi::CStr::from_ptr(ptr).to_string_lossy().into_owned()
-    }
-}
+use crate::job::records::OutRecord;
+use crate::kafka::{KafkaLogContext, Role, client_config, error_name};
 
 /// Errors of topic checks at start.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +36,7 @@ pub enum TopicError {
 
 /// An admin client for the configured cluster.
 fn admin_client(cfg: &Config) -> Result<AdminClient<DefaultClientContext>, TopicError> {
-    client_config(cfg)
+    client_config(cfg, Role::Admin)
         .create()
         .map_err(|e| TopicError::Metadata {
             servers: cfg.kafka.bootstrap_servers.clone(),
@@ -137,7 +47,7 @@ fn admin_client(cfg: &Config) -> Result<AdminClient<DefaultClientContext>, Topic
 /// Names of the configured topics that exist on the cluster, read from metadata.
 pub async fn existing_topics(cfg: &Config) -> Result<Vec<String>, TopicError> {
     let admin = admin_client(cfg)?;
-    let timeout = Duration::from_millis(cfg.kafka.operation_timeout_ms);
+    let timeout = cfg.kafka.operation_timeout();
     let md = tokio::task::spawn_blocking(move || {
         admin.inner().fetch_metadata(None, timeout).map(|md| {
             md.topics()
@@ -199,8 +109,7 @@ pub async fn ensure_topics(cfg: &Config) -> Result<(), TopicError> {
             .set("max.message.bytes", max_bytes)
         })
         .collect();
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(Duration::from_millis(cfg.kafka.operation_timeout_ms)));
+    let opts = AdminOptions::new().operation_timeout(Some(cfg.kafka.operation_timeout()));
     let results = admin
         .create_topics(new_topics.iter(), &opts)
         .await
@@ -233,8 +142,7 @@ pub async fn apply_broker_limits(cfg: &mut Config) {
     let Ok(admin) = admin_client(cfg) else {
         return;
     };
-    let opts = AdminOptions::new()
-        .request_timeout(Some(Duration::from_millis(cfg.kafka.operation_timeout_ms)));
+    let opts = AdminOptions::new().request_timeout(Some(cfg.kafka.operation_timeout()));
     let names = [cfg.topics.output.name.clone(), cfg.topics.dlq.name.clone()];
     let specs: Vec<ResourceSpecifier> = names.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
     let Ok(results) = admin.describe_configs(specs.iter(), &opts).await else {
@@ -266,45 +174,24 @@ pub async fn apply_broker_limits(cfg: &mut Config) {
     }
 }
 
-/// One record of a batch transaction. `tag` is handed back when the broker refuses this record.
-#[derive(Debug, Clone)]
-pub struct OutRecord {
-    pub topic: Arc<str>,
-    pub key: String,
-    pub value: Vec<u8>,
-    pub headers: Vec<(&'static str, String)>,
-    /// Position of the row in its batch (0-based) for rows' records; `None` for records about the job.
-    pub tag: Option<usize>,
-}
-
-impl OutRecord {
-    /// Bytes this record needs on the wire, for the `max.message.bytes` check.
-    pub fn wire_size(&self) -> usize {
-        self.key.len()
-            + self.value.len()
-            + self
-                .headers
-                .iter()
-                .map(|(k, v)| k.len() + v.len() + 8)
-                .sum::<usize>()
-            + RECORD_OVERHEAD_BYTES
-    }
-}
-
-/// Why a batch transaction did not commit. In every case nothing of the batch is visible to
-/// `read_committed` readers.
+/// Why a transaction did not commit. In every case nothing of it is visible to `read_committed` readers,
+/// except [`TxnError::Retry`] after the commit call itself, whose outcome is unknown.
 #[derive(Debug, thiserror::Error)]
 pub enum TxnError {
     /// The broker refused these records (tag, librdkafka error name); the transaction was aborted.
     #[error("{} record(s) refused by the broker", .0.len())]
     Refused(Vec<(Option<usize>, String)>),
-    /// Another producer with the same transactional id took over: this owner must stop.
-    #[error("producer fenced: another instance owns this transactional id")]
+    /// Another producer with the same transactional id took over.
+    #[error("producer fenced: another producer initialised this transactional id")]
     Fenced,
-    /// The producer cannot be used any more; build a new one and redo the batch.
+    /// The consumer group no longer counts this member as the owner of the offsets it commits (its
+    /// generation is gone: a rebalance moved the partition, e.g. after a stall past the session timeout).
+    #[error("consumer group generation lost: {0}")]
+    GroupLost(String),
+    /// The producer cannot be used any more; build a new one and redo the transaction.
     #[error("fatal producer error: {0}")]
     Fatal(String),
-    /// Not committed, or outcome unknown: rebuild the producer, reload the checkpoint, then go on.
+    /// Not committed, or outcome unknown: rebuild the producer, read the outcome back, then go on.
     #[error("transaction not committed: {0}")]
     Retry(String),
 }
@@ -316,14 +203,16 @@ pub struct TxnProducer {
 }
 
 fn classify(e: &KafkaError) -> TxnError {
-    let fenced = matches!(
-        e.rdkafka_error_code(),
-        Some(RDKafkaErrorCode::ProducerFenced)
-            | Some(RDKafkaErrorCode::InvalidProducerEpoch)
-            | Some(RDKafkaErrorCode::Fenced)
-    );
-    if fenced {
-        return TxnError::Fenced;
+    use RDKafkaErrorCode as C;
+    match e.rdkafka_error_code() {
+        Some(C::ProducerFenced | C::InvalidProducerEpoch | C::Fenced) => return TxnError::Fenced,
+        Some(
+            C::IllegalGeneration
+            | C::UnknownMemberId
+            | C::FencedInstanceId
+            | C::RebalanceInProgress,
+        ) => return TxnError::GroupLost(e.to_string()),
+        _ => {}
     }
     match e {
         KafkaError::Transaction(re) if re.is_fatal() => TxnError::Fatal(re.to_string()),
@@ -331,48 +220,51 @@ fn classify(e: &KafkaError) -> TxnError {
     }
 }
 
+/// Error codes that concern one record only (the broker or the client will never take it): the record is
+/// dead-lettered and the batch redone without it.
+fn refuses_the_record(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+    )
+}
+
+/// What producing a transaction's records came to.
+#[derive(Default)]
+struct Produced {
+    /// Records the broker (or the client) refused: (tag, librdkafka error name).
+    refused: Vec<(Option<usize>, String)>,
+    /// The first failure that is not about one record (e.g. the transaction became abortable).
+    other: Option<KafkaError>,
+}
+
 impl TxnProducer {
     /// Creates the producer and initialises transactions, which fences older producers of the same id and
-    /// aborts their open transaction. Retries transient failures until `op_timeout` × 4 has passed.
+    /// aborts their open transaction. Retries transient failures until `kafka.init_timeout()` has passed.
     pub async fn new(cfg: &Config, transactional_id: &str) -> Result<TxnProducer, TxnError> {
-        let max_bytes = cfg
-            .topics
-            .all()
+        let limits = cfg.topics.all().map(|(_, t)| t.max_message_bytes);
+        let max_bytes = limits
             .iter()
-            .map(|(_, t)| t.max_message_bytes)
+            .copied()
             .max()
             .unwrap_or(1_048_588)
             .max(1_048_588);
         // A record batch must fit the smallest topic limit, or the broker refuses the whole batch.
-        let min_bytes = cfg
-            .topics
-            .all()
-            .iter()
-            .map(|(_, t)| t.max_message_bytes)
-            .min()
-            .unwrap_or(1_048_588);
-        let batch_size = (min_bytes - 512).clamp(1024, 1_000_000);
-        let mut c = client_config(cfg);
-        c.set("transactional.id", transactional_id)
-            .set("enable.idempotence", "true")
-            .set(
-                "transaction.timeout.ms",
-                cfg.kafka.transaction_timeout_ms.to_string(),
-            )
-            .set(
-                "message.timeout.ms",
-                cfg.kafka.transaction_timeout_ms.to_string(),
-            )
-            .set("message.max.bytes", (max_bytes + 1024).to_string())
-            .set("partitioner", "fnv1a_random")
-            .set("batch.size", batch_size.to_string())
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4");
-        let producer: FutureProducer<KafkaLogContext> = c
+        let min_bytes = limits.iter().copied().min().unwrap_or(1_048_588);
+        let role = Role::Transactional {
+            id: transactional_id,
+            max_message_bytes: max_bytes,
+            batch_bytes: (min_bytes - 512).clamp(1024, 1_000_000),
+        };
+        let producer: FutureProducer<KafkaLogContext> = client_config(cfg, role)
             .create_with_context(KafkaLogContext::default())
             .map_err(|e| TxnError::Fatal(e.to_string()))?;
-        let op_timeout = Duration::from_millis(cfg.kafka.operation_timeout_ms);
-        let deadline = std::time::Instant::now() + op_timeout * 4;
+        let op_timeout = cfg.kafka.operation_timeout();
+        let deadline = std::time::Instant::now() + cfg.kafka.init_timeout();
         loop {
             let p = producer.clone();
             let r = tokio::task::spawn_blocking(move || p.init_transactions(op_timeout))
@@ -382,7 +274,7 @@ impl TxnProducer {
                 Ok(()) => break,
                 Err(e)
                     if std::time::Instant::now() < deadline
-                        && !matches!(classify(&e), TxnError::Fatal(_)) =>
+                        && matches!(classify(&e), TxnError::Retry(_)) =>
                 {
                     warn!(transactional_id, error = %e, "init_transactions failed; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -398,8 +290,10 @@ impl TxnProducer {
 
     /// Produces `records` and, when given, commits consumer `offsets` in one transaction.
     ///
-    /// Returns once the transaction is committed. On a refused record the transaction is aborted and the
-    /// refused records' tags are returned, so the caller can dead-letter them and redo the batch.
+    /// Returns once the transaction is committed. When the broker refuses records, the transaction is
+    /// aborted and the refused records' tags are returned, so the caller can dead-letter them and redo the
+    /// batch. Only records the broker or the client really refused are named: once one record fails, the
+    /// transaction is abortable and every later send fails with `_STATE`, which blames nobody.
     pub async fn commit(
         &self,
         records: &[OutRecord],
@@ -408,78 +302,17 @@ impl TxnProducer {
         self.producer
             .begin_transaction()
             .map_err(|e| classify(&e))?;
-        let mut futures = Vec::with_capacity(records.len());
-        for r in records {
-            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-            for (k, v) in &r.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
-            }
-            let mut record = FutureRecord::to(&r.topic)
-                .key(r.key.as_bytes())
-                .payload(&r.value)
-                .headers(headers);
-            loop {
-                match self.producer.send_result(record) {
-                    Ok(f) => {
-                        futures.push(f);
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    Err((e, _)) => {
-                        self.abort().await?;
-                        return match e.rdkafka_error_code() {
-                            Some(code) if !matches!(classify(&e), TxnError::Fenced) => {
-                                Err(TxnError::Refused(vec![(r.tag, error_name(code))]))
-                            }
-                            _ => Err(classify(&e)),
-                        };
-                    }
-                }
-            }
-        }
-        let results = join_all(futures).await;
-        let mut refused = Vec::new();
-        let mut other: Option<KafkaError> = None;
-        for (r, res) in records.iter().zip(results) {
-            match res {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => {
-                    let per_record = matches!(
-                        e.rdkafka_error_code(),
-                        Some(RDKafkaErrorCode::MessageSizeTooLarge)
-                            | Some(RDKafkaErrorCode::InvalidRecord)
-                            | Some(RDKafkaErrorCode::InvalidMessage)
-                            | Some(RDKafkaErrorCode::MessageBatchTooLarge)
-                    );
-                    if per_record {
-                        refused.push((r.tag, error_name(e.rdkafka_error_code().unwrap())));
-                    } else if other.is_none() {
-                        other = Some(e);
-                    }
-                }
-                Err(_) => {
-                    if other.is_none() {
-                        other = Some(KafkaError::Canceled);
-                    }
-                }
-            }
-        }
-        if let Some(e) = other {
+        let produced = self.produce(records).await;
+        if let Some(e) = produced.other {
             let err = classify(&e);
-            if !matches!(err, TxnError::Fenced | TxnError::Fatal(_)) {
-                self.abort().await?;
+            if produced.refused.is_empty() {
+                return Err(self.abort_after(err).await);
             }
-            return Err(err);
+            debug!(error = %e, "later sends failed because of the refused records");
         }
-        if !refused.is_empty() {
+        if !produced.refused.is_empty() {
             self.abort().await?;
-            return Err(TxnError::Refused(refused));
+            return Err(TxnError::Refused(produced.refused));
         }
         if let Some((offsets, group)) = offsets {
             let p = self.producer.clone();
@@ -490,17 +323,87 @@ impl TxnProducer {
             .await
             .expect("offsets task does not panic");
             if let Err(e) = r {
-                let err = classify(&e);
-                if !matches!(err, TxnError::Fenced | TxnError::Fatal(_)) {
-                    self.abort().await?;
-                }
-                return Err(err);
+                return Err(self.abort_after(classify(&e)).await);
             }
         }
+        self.commit_open().await
+    }
+
+    /// Sends every record of the open transaction and waits for their delivery reports.
+    async fn produce(&self, records: &[OutRecord]) -> Produced {
+        let mut out = Produced::default();
+        let mut futures: Vec<(Option<usize>, DeliveryFuture)> = Vec::with_capacity(records.len());
+        for r in records {
+            match self.send(r).await {
+                Ok(f) => futures.push((r.tag, f)),
+                Err(e) => {
+                    match e.rdkafka_error_code() {
+                        Some(code) if refuses_the_record(code) => {
+                            out.refused.push((r.tag, error_name(code)))
+                        }
+                        _ => out.other = Some(e),
+                    }
+                    break;
+                }
+            }
+        }
+        let (tags, futures): (Vec<_>, Vec<_>) = futures.into_iter().unzip();
+        for (tag, res) in tags.into_iter().zip(join_all(futures).await) {
+            match res {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => match e.rdkafka_error_code() {
+                    Some(code) if refuses_the_record(code) => {
+                        out.refused.push((tag, error_name(code)))
+                    }
+                    _ => {
+                        out.other.get_or_insert(e);
+                    }
+                },
+                Err(_) => {
+                    out.other.get_or_insert(KafkaError::Canceled);
+                }
+            }
+        }
+        out
+    }
+
+    /// Enqueues one record, waiting while librdkafka's queue is full.
+    async fn send(&self, r: &OutRecord) -> Result<DeliveryFuture, KafkaError> {
+        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&r.topic)
+            .key(r.key.as_slice())
+            .headers(headers);
+        if let Some(value) = &r.value {
+            record = record.payload(value.as_slice());
+        }
+        if let Some(p) = r.partition {
+            record = record.partition(p);
+        }
+        loop {
+            match self.producer.send_result(record) {
+                Ok(f) => return Ok(f),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// Commits the open transaction. A retriable commit error leaves the outcome to a later commit call
+    /// (librdkafka docs), so those are retried a few times; any other failure leaves the outcome to be read
+    /// back by the caller (the records carry the checkpoint or the consumer offset that tells).
+    async fn commit_open(&self) -> Result<(), TxnError> {
         let p = self.producer.clone();
         let t = self.op_timeout;
         let r = tokio::task::spawn_blocking(move || {
-            // A retriable commit error leaves the outcome to a later commit call (librdkafka docs).
             let mut tries = 0;
             loop {
                 match p.commit_transaction(t) {
@@ -515,9 +418,18 @@ impl TxnProducer {
         })
         .await
         .expect("commit task does not panic");
-        // Any failure here leaves the outcome to be read back from the state topic: the caller rebuilds the
-        // producer (fencing this one) and reloads the job's checkpoint, which is part of this transaction.
         r.map_err(|e| classify(&e))
+    }
+
+    /// Aborts after `err` unless the producer is unusable anyway; returns `err` (or the abort's failure).
+    async fn abort_after(&self, err: TxnError) -> TxnError {
+        if matches!(err, TxnError::Fenced | TxnError::Fatal(_)) {
+            return err;
+        }
+        match self.abort().await {
+            Ok(()) => err,
+            Err(e) => e,
+        }
     }
 
     /// Aborts the open transaction.

@@ -1,12 +1,20 @@
 //! The state topic, read continuously into a table of jobs (SPEC §5). Reading only: the sink writes.
 //!
 //! A background thread tails every partition of the compacted state topic from the beginning with
-//! `isolation.level=read_committed`, decoding checkpoints and control requests. [`StateStore::sync`] waits
-//! until the tail has reached the end of the topic as it is *now*; under `read_committed` that end is the
-//! last stable offset (LSO), so a transaction left open by a crashed instance holds it back instead of
-//! making start-up wait forever.
+//! `isolation.level=read_committed`, decoding checkpoints and control requests; tombstones remove what their
+//! key names.
+//!
+//! Two ways to wait for the end of the topic:
+//! - [`StateStore::sync`]: every partition read up to its last stable offset (LSO) as it is now. Any open
+//!   transaction holds the LSO back, so this never waits on a crashed instance's transaction, but what lies
+//!   behind an open transaction is not read yet. Good for start-up and for the job table as a whole.
+//! - [`StateStore::sync_partition`]: one partition read past its `read_uncommitted` high watermark taken now,
+//!   i.e. every transaction open at that moment has ended (committed, aborted, or timed out by the broker).
+//!   A job reads its checkpoint only this way, after fencing its previous producer, so no transaction of
+//!   anyone can hide its latest checkpoint (a job's state records all live on one partition:
+//!   [`crate::job::records::state_partition`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,8 +24,8 @@ use tokio::sync::{Notify, mpsc};
 use tracing::{debug, warn};
 
 use crate::config::Config;
-use crate::job::{Checkpoint, ControlRequest, StateRecord, decode_state};
-use crate::sink::{KafkaLogContext, client_config};
+use crate::job::{Checkpoint, ControlRequest, StateKey, StateRecord, control_key, decode_state};
+use crate::kafka::{KafkaLogContext, Role, client_config};
 
 /// Something that changed in the state table, for the daemon to react to.
 #[derive(Debug, Clone)]
@@ -40,17 +48,90 @@ pub enum StateError {
 #[derive(Default)]
 struct Table {
     checkpoints: HashMap<String, Checkpoint>,
-    controls: HashMap<String, ControlRequest>,
+    /// Control requests by job id, then by state-topic key.
+    controls: HashMap<String, BTreeMap<String, ControlRequest>>,
+    /// Keys this process tombstoned (honoured requests) whose tombstone the tail has not read yet: a request
+    /// record read meanwhile is already honoured.
+    tombstoned: HashSet<String>,
     /// Next offset to read, per partition.
     positions: HashMap<i32, i64>,
+}
+
+impl Table {
+    fn upsert(&mut self, cp: Checkpoint) -> bool {
+        match self.checkpoints.get(&cp.job_id) {
+            Some(old) if old.revision > cp.revision => false,
+            _ => {
+                self.checkpoints.insert(cp.job_id.clone(), cp);
+                true
+            }
+        }
+    }
+
+    fn insert_control(&mut self, key: String, req: ControlRequest) -> bool {
+        if self.tombstoned.contains(&key) {
+            return false;
+        }
+        self.controls
+            .entry(req.job_id.clone())
+            .or_default()
+            .insert(key, req);
+        true
+    }
+
+    fn remove(&mut self, key: &str) {
+        self.tombstoned.remove(key);
+        match StateKey::parse(key) {
+            StateKey::Checkpoint(job) => {
+                self.checkpoints.remove(job);
+            }
+            StateKey::Control(job, _) => {
+                if let Some(m) = self.controls.get_mut(job) {
+                    m.remove(key);
+                    if m.is_empty() {
+                        self.controls.remove(job);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The job's control requests not honoured yet, in the order they are honoured.
+    fn pending(&self, job_id: &str) -> Vec<ControlRequest> {
+        let handled = self
+            .checkpoints
+            .get(job_id)
+            .and_then(|cp| cp.control_handled.as_deref());
+        let mut out: Vec<ControlRequest> = self
+            .controls
+            .get(job_id)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(|r| Some(r.request_id.as_str()) != handled)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.order().cmp(&b.order()));
+        out
+    }
+
+    fn advance(&mut self, partition: i32, next: i64) {
+        let cur = self.positions.entry(partition).or_insert(0);
+        if next > *cur {
+            *cur = next;
+        }
+    }
 }
 
 struct Inner {
     topic: String,
     partitions: Vec<i32>,
     consumer: BaseConsumer<KafkaLogContext>,
+    /// `read_uncommitted` watermarks: the true end of a partition.
+    watermarks: BaseConsumer<KafkaLogContext>,
     table: Mutex<Table>,
     progressed: Notify,
+    /// Partitions being waited on by [`StateStore::sync_partition`] (for `/readyz` detail), with since when.
+    waits: Mutex<BTreeMap<i32, Instant>>,
 }
 
 /// The job table built from the state topic. Cheap to clone.
@@ -70,18 +151,16 @@ impl StateStore {
             topic: topic.clone(),
             error: e.to_string(),
         };
-        let consumer: BaseConsumer<KafkaLogContext> = client_config(cfg)
-            .set(
-                "group.id",
-                format!("{}-state-reader", cfg.kafka.consumer_group),
-            )
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("isolation.level", "read_committed")
-            .set("auto.offset.reset", "earliest")
-            .create_with_context(KafkaLogContext::default())
-            .map_err(kerr)?;
-        let timeout = Duration::from_millis(cfg.kafka.operation_timeout_ms);
+        let group = format!("{}-state-reader", cfg.kafka.consumer_group);
+        let consumer: BaseConsumer<KafkaLogContext> =
+            client_config(cfg, Role::Reader { group: &group })
+                .create_with_context(KafkaLogContext::default())
+                .map_err(kerr)?;
+        let watermarks: BaseConsumer<KafkaLogContext> =
+            client_config(cfg, Role::UncommittedWatermarks)
+                .create_with_context(KafkaLogContext::default())
+                .map_err(kerr)?;
+        let timeout = cfg.kafka.operation_timeout();
         let (consumer, partitions) = {
             let t = topic.clone();
             tokio::task::spawn_blocking(move || {
@@ -112,8 +191,10 @@ impl StateStore {
             topic,
             partitions,
             consumer,
+            watermarks,
             table: Mutex::new(Table::default()),
             progressed: Notify::new(),
+            waits: Mutex::new(BTreeMap::new()),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let tail = inner.clone();
@@ -124,29 +205,39 @@ impl StateStore {
         Ok((StateStore { inner }, rx))
     }
 
-    /// Waits until every partition has been read up to its last stable offset as measured on entry.
-    pub async fn sync(&self, timeout: Duration) -> Result<(), StateError> {
-        let deadline = Instant::now() + timeout;
-        // Right after topic creation or a broker restart the partitions may have no leader for a moment:
-        // such errors are retried until the deadline.
-        let targets = loop {
+    /// The number of partitions of the state topic.
+    pub fn partition_count(&self) -> i32 {
+        self.inner.partitions.len() as i32
+    }
+
+    /// The end of each of `partitions` under the given reader, retried while the partition has no leader
+    /// (right after topic creation or a broker restart) until `deadline`.
+    async fn ends(
+        &self,
+        partitions: Vec<i32>,
+        uncommitted: bool,
+        deadline: Instant,
+    ) -> Result<HashMap<i32, i64>, StateError> {
+        loop {
             let inner = self.inner.clone();
+            let parts = partitions.clone();
             let r = tokio::task::spawn_blocking(move || {
+                let c = if uncommitted {
+                    &inner.watermarks
+                } else {
+                    &inner.consumer
+                };
                 let mut t = HashMap::new();
-                for p in &inner.partitions {
-                    let (_, high) = inner.consumer.fetch_watermarks(
-                        &inner.topic,
-                        *p,
-                        Duration::from_secs(10),
-                    )?;
-                    t.insert(*p, high);
+                for p in parts {
+                    let (_, high) = c.fetch_watermarks(&inner.topic, p, Duration::from_secs(10))?;
+                    t.insert(p, high);
                 }
                 Ok::<_, rdkafka::error::KafkaError>(t)
             })
             .await
             .expect("watermark task does not panic");
             match r {
-                Ok(t) => break t,
+                Ok(t) => return Ok(t),
                 Err(e) if Instant::now() < deadline => {
                     debug!(error = %e, "state topic end not known yet; retrying");
                     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -158,7 +249,12 @@ impl StateStore {
                     });
                 }
             }
-        };
+        }
+    }
+
+    /// Waits until the tail has read every partition in `targets` up to its offset, or `deadline` passes
+    /// (`false`).
+    async fn reach(&self, targets: &HashMap<i32, i64>, deadline: Instant) -> bool {
         loop {
             let notified = self.inner.progressed.notified();
             {
@@ -167,75 +263,193 @@ impl StateStore {
                     *high <= 0 || table.positions.get(p).copied().unwrap_or(0) >= *high
                 });
                 if done {
-                    return Ok(());
+                    return true;
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(StateError::SyncTimeout {
-                    topic: self.inner.topic.clone(),
-                    secs: timeout.as_secs(),
-                });
+                return false;
             }
             let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), notified).await;
         }
     }
 
-    /// The latest checkpoint of a job.
-    pub fn checkpoint(&self, job_id: &str) -> Option<Checkpoint> {
-        self.inner
-            .table
-            .lock()
-            .expect("state table lock")
-            .checkpoints
-            .get(job_id)
-            .cloned()
+    /// Waits until every partition has been read up to its last stable offset as measured on entry.
+    pub async fn sync(&self, timeout: Duration) -> Result<(), StateError> {
+        let deadline = Instant::now() + timeout;
+        let targets = self
+            .ends(self.inner.partitions.clone(), false, deadline)
+            .await?;
+        if self.reach(&targets, deadline).await {
+            Ok(())
+        } else {
+            Err(StateError::SyncTimeout {
+                topic: self.inner.topic.clone(),
+                secs: timeout.as_secs(),
+            })
+        }
     }
 
-    /// The latest control request of a job.
-    pub fn control(&self, job_id: &str) -> Option<ControlRequest> {
+    /// Waits until `partition` has been read past its `read_uncommitted` high watermark as measured on entry:
+    /// every record written before this call, in a transaction open or not, has been read (or skipped as
+    /// aborted). An open transaction delays this until it ends; the broker aborts it at its transaction
+    /// timeout at the latest. Logs (and shows in `/readyz`) every 10 s while waiting; gives up only when
+    /// `timeout` passes ([`StateError::SyncTimeout`]).
+    pub async fn sync_partition(
+        &self,
+        partition: i32,
+        timeout: Duration,
+    ) -> Result<(), StateError> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let targets = self.ends(vec![partition], true, deadline).await?;
+        let target = targets.get(&partition).copied().unwrap_or(0);
+        if self
+            .reach(&targets, deadline.min(started + Duration::from_secs(2)))
+            .await
+        {
+            return Ok(());
+        }
+        self.inner
+            .waits
+            .lock()
+            .expect("waits lock")
+            .insert(partition, started);
+        let reached = loop {
+            let position = self.position(partition);
+            warn!(
+                topic = %self.inner.topic,
+                partition,
+                position,
+                target,
+                waited_secs = started.elapsed().as_secs(),
+                "waiting for the state topic: an open transaction holds back the end of the partition \
+                 (it ends when its producer commits or aborts, or at its transaction timeout)"
+            );
+            let step = (Instant::now() + Duration::from_secs(10)).min(deadline);
+            if self.reach(&targets, step).await {
+                break true;
+            }
+            if Instant::now() >= deadline {
+                break false;
+            }
+        };
+        self.inner
+            .waits
+            .lock()
+            .expect("waits lock")
+            .remove(&partition);
+        if reached {
+            tracing::info!(
+                partition,
+                waited_secs = started.elapsed().as_secs(),
+                "state topic partition read to its end"
+            );
+            Ok(())
+        } else {
+            Err(StateError::SyncTimeout {
+                topic: self.inner.topic.clone(),
+                secs: timeout.as_secs(),
+            })
+        }
+    }
+
+    /// Partitions [`StateStore::sync_partition`] is waiting on, with seconds waited so far.
+    pub fn waits(&self) -> Vec<(i32, u64)> {
+        self.inner
+            .waits
+            .lock()
+            .expect("waits lock")
+            .iter()
+            .map(|(p, since)| (*p, since.elapsed().as_secs()))
+            .collect()
+    }
+
+    /// The next offset the tail reads on `partition`.
+    pub fn position(&self, partition: i32) -> i64 {
+        let table = self.inner.table.lock().expect("state table lock");
+        table.positions.get(&partition).copied().unwrap_or(0)
+    }
+
+    /// The latest checkpoint of a job.
+    pub fn checkpoint(&self, job_id: &str) -> Option<Checkpoint> {
+        let table = self.inner.table.lock().expect("state table lock");
+        table.checkpoints.get(job_id).cloned()
+    }
+
+    /// A job's control requests not honoured yet, in the order they are honoured.
+    pub fn pending(&self, job_id: &str) -> Vec<ControlRequest> {
         self.inner
             .table
             .lock()
             .expect("state table lock")
-            .controls
-            .get(job_id)
-            .cloned()
+            .pending(job_id)
+    }
+
+    /// A job's latest checkpoint with its pending control requests.
+    pub fn lookup(&self, job_id: &str) -> Option<(Checkpoint, Vec<ControlRequest>)> {
+        let table = self.inner.table.lock().expect("state table lock");
+        let cp = table.checkpoints.get(job_id)?.clone();
+        Some((cp, table.pending(job_id)))
     }
 
     /// Every job's latest checkpoint.
     pub fn jobs(&self) -> Vec<Checkpoint> {
-        self.inner
-            .table
-            .lock()
-            .expect("state table lock")
-            .checkpoints
-            .values()
-            .cloned()
-            .collect()
+        let table = self.inner.table.lock().expect("state table lock");
+        table.checkpoints.values().cloned().collect()
     }
 
-    /// Records a checkpoint this process has just committed, so that readers see it before the tail does.
-    /// Ignored when the table already holds a later revision.
-    pub fn record_committed(&self, cp: &Checkpoint) {
+    /// Records what this process has just committed: a checkpoint and the control requests it honoured
+    /// (tombstoned), so that readers see them before the tail does. An older revision than the table's is
+    /// ignored.
+    pub fn record_committed(&self, cp: &Checkpoint, honoured: &[String]) {
         let mut table = self.inner.table.lock().expect("state table lock");
-        upsert(&mut table, cp.clone());
+        for key in honoured {
+            table.remove(key);
+            table.tombstoned.insert(key.clone());
+        }
+        table.upsert(cp.clone());
     }
 
     /// Records a control request this process has just committed.
     pub fn record_control(&self, req: &ControlRequest) {
         let mut table = self.inner.table.lock().expect("state table lock");
-        table.controls.insert(req.job_id.clone(), req.clone());
+        table.insert_control(control_key(req), req.clone());
     }
 }
 
-fn upsert(table: &mut Table, cp: Checkpoint) -> bool {
-    match table.checkpoints.get(&cp.job_id) {
-        Some(old) if old.revision > cp.revision => false,
-        _ => {
-            table.checkpoints.insert(cp.job_id.clone(), cp);
-            true
+/// Applies one record of the state topic to the table; the event to report, if any.
+fn apply(
+    table: &mut Table,
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    partition: i32,
+    offset: i64,
+) -> Option<StateEvent> {
+    let key = key.map(|k| String::from_utf8_lossy(k).into_owned());
+    match (payload, key) {
+        // A tombstone: of a honoured control request, or one an operator wrote for a job.
+        (None, Some(k)) => {
+            table.remove(&k);
+            None
         }
+        (None, None) => None,
+        (Some(bytes), key) => match decode_state(bytes) {
+            Ok(StateRecord::Checkpoint(cp)) => {
+                let id = cp.job_id.clone();
+                table.upsert(*cp).then_some(StateEvent::Checkpoint(id))
+            }
+            Ok(StateRecord::Control(req)) => {
+                let key = key.unwrap_or_else(|| control_key(&req));
+                table
+                    .insert_control(key, req.clone())
+                    .then_some(StateEvent::Control(req))
+            }
+            Err(e) => {
+                warn!(partition, offset, error = %e, "unreadable state record skipped");
+                None
+            }
+        },
     }
 }
 
@@ -246,43 +460,17 @@ fn tail_loop(inner: Arc<Inner>, events: mpsc::UnboundedSender<StateEvent>) {
         match inner.consumer.poll(Duration::from_millis(100)) {
             Some(Ok(msg)) => {
                 let partition = msg.partition();
-                let next = msg.offset() + 1;
-                let event = match msg.payload() {
-                    None => {
-                        // A tombstone: this product writes none, but honour one written by an operator.
-                        let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned());
-                        let mut table = inner.table.lock().expect("state table lock");
-                        if let Some(k) = key {
-                            table.checkpoints.remove(&k);
-                        }
-                        table.positions.insert(partition, next);
-                        None
-                    }
-                    Some(bytes) => match decode_state(bytes) {
-                        Ok(StateRecord::Checkpoint(cp)) => {
-                            let id = cp.job_id.clone();
-                            let mut table = inner.table.lock().expect("state table lock");
-                            let changed = upsert(&mut table, *cp);
-                            table.positions.insert(partition, next);
-                            changed.then_some(StateEvent::Checkpoint(id))
-                        }
-                        Ok(StateRecord::Control(req)) => {
-                            let mut table = inner.table.lock().expect("state table lock");
-                            table.controls.insert(req.job_id.clone(), req.clone());
-                            table.positions.insert(partition, next);
-                            Some(StateEvent::Control(req))
-                        }
-                        Err(e) => {
-                            warn!(partition, offset = msg.offset(), error = %e, "unreadable state record skipped");
-                            inner
-                                .table
-                                .lock()
-                                .expect("state table lock")
-                                .positions
-                                .insert(partition, next);
-                            None
-                        }
-                    },
+                let event = {
+                    let mut table = inner.table.lock().expect("state table lock");
+                    let ev = apply(
+                        &mut table,
+                        msg.key(),
+                        msg.payload(),
+                        partition,
+                        msg.offset(),
+                    );
+                    table.advance(partition, msg.offset() + 1);
+                    ev
                 };
                 if let Some(ev) = event {
                     let _ = events.send(ev);
@@ -301,15 +489,86 @@ fn tail_loop(inner: Arc<Inner>, events: mpsc::UnboundedSender<StateEvent>) {
                 let mut table = inner.table.lock().expect("state table lock");
                 for e in pos.elements() {
                     if let Offset::Offset(o) = e.offset() {
-                        let cur = table.positions.entry(e.partition()).or_insert(0);
-                        if o > *cur {
-                            *cur = o;
-                        }
+                        table.advance(e.partition(), o);
                     }
                 }
                 drop(table);
                 inner.progressed.notify_waiters();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::ControlAction;
+    use crate::job::tests::checkpoint;
+
+    fn req(n: i64, action: ControlAction) -> ControlRequest {
+        ControlRequest {
+            request_id: format!("c-0-{n}"),
+            job_id: "j1".into(),
+            action,
+            at_ms: 100 - n,
+        }
+    }
+
+    fn put(table: &mut Table, r: &ControlRequest) {
+        let key = control_key(r);
+        apply(table, Some(key.as_bytes()), Some(&r.encode()), 0, 0);
+    }
+
+    #[test]
+    fn pending_requests_in_order_until_tombstoned() {
+        let mut t = Table::default();
+        let cp = checkpoint();
+        apply(&mut t, Some(b"j1"), Some(&cp.encode()), 0, 0);
+        let (a, b) = (req(1, ControlAction::Pause), req(2, ControlAction::Cancel));
+        put(&mut t, &a);
+        put(&mut t, &b);
+        // Honoured in the order they were recorded (at_ms), not by key.
+        assert_eq!(t.pending("j1"), [b.clone(), a.clone()]);
+        apply(&mut t, Some(control_key(&b).as_bytes()), None, 0, 0);
+        assert_eq!(t.pending("j1"), std::slice::from_ref(&a));
+        // A checkpoint naming a request as handled hides it (requests of older versions have no tombstone).
+        let mut handled = cp.clone();
+        handled.revision += 1;
+        handled.control_handled = Some(a.request_id.clone());
+        apply(&mut t, Some(b"j1"), Some(&handled.encode()), 0, 0);
+        assert!(t.pending("j1").is_empty());
+        assert!(t.pending("other").is_empty());
+    }
+
+    #[test]
+    fn a_request_tombstoned_here_stays_honoured_when_the_tail_reads_it_late() {
+        let mut t = Table::default();
+        let a = req(1, ControlAction::Pause);
+        let key = control_key(&a);
+        // Honoured and tombstoned locally before the tail read the request.
+        t.remove(&key);
+        t.tombstoned.insert(key.clone());
+        put(&mut t, &a);
+        assert!(t.pending("j1").is_empty());
+        // The tail reads the tombstone: forgotten for good.
+        apply(&mut t, Some(key.as_bytes()), None, 0, 0);
+        assert!(t.tombstoned.is_empty());
+    }
+
+    #[test]
+    fn older_revisions_and_garbage_do_not_replace_a_checkpoint() {
+        let mut t = Table::default();
+        let cp = checkpoint();
+        assert!(matches!(
+            apply(&mut t, Some(b"j1"), Some(&cp.encode()), 0, 0),
+            Some(StateEvent::Checkpoint(_))
+        ));
+        let mut old = cp.clone();
+        old.revision -= 1;
+        assert!(apply(&mut t, Some(b"j1"), Some(&old.encode()), 0, 1).is_none());
+        assert!(apply(&mut t, Some(b"j1"), Some(b"junk"), 0, 2).is_none());
+        assert_eq!(t.checkpoints["j1"], cp);
+        apply(&mut t, Some(b"j1"), None, 0, 3);
+        assert!(t.checkpoints.is_empty());
     }
 }

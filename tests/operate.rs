@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use raw_events_reprocessor::runner::sampled_in;
+use raw_events_reprocessor::batch::sampled_in;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;

@@ -18,8 +18,9 @@ use serde_json::{Map, Value, json};
 use crate::command::ControlAction;
 use crate::command::{self, CommandOrigin, Limits, format_ms, now_ms};
 use crate::config::{Config, is_id_char};
-use crate::job::{Checkpoint, ResultRecord, control_problem};
-use crate::sink::client_config;
+use crate::job::lifecycle::control_problem;
+use crate::job::{Checkpoint, ResultRecord, ResultStatus};
+use crate::kafka::{Role, client_config};
 use crate::state::StateStore;
 
 /// Exit code of `watch` when the job completed.
@@ -150,14 +151,7 @@ pub fn control_command(cfg: &Config, action: &str, job_id: &str) -> anyhow::Resu
 
 /// Produces a command on the control topic, keyed by `key`, with the `murmur2_random` partitioner.
 pub async fn produce_command(cfg: &Config, key: &str, value: &[u8]) -> anyhow::Result<(i32, i64)> {
-    let producer: FutureProducer = client_config(cfg)
-        .set("partitioner", "murmur2_random")
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set(
-            "message.timeout.ms",
-            cfg.kafka.operation_timeout_ms.to_string(),
-        )
+    let producer: FutureProducer = client_config(cfg, Role::CommandProducer)
         .create()
         .context("cannot create a Kafka producer")?;
     let topic = &cfg.topics.commands.name;
@@ -228,16 +222,14 @@ pub async fn check_control(
     job_id: &str,
 ) -> anyhow::Result<()> {
     let (store, _events) = StateStore::start(cfg).await?;
-    store
-        .sync(Duration::from_millis(cfg.kafka.operation_timeout_ms * 2))
-        .await?;
+    store.sync(cfg.kafka.operation_timeout() * 2).await?;
     let Some(cp) = store.checkpoint(job_id) else {
         bail!(
             "unknown job `{job_id}` (not in state topic `{}`)",
             cfg.topics.state.name
         );
     };
-    if let Some(p) = control_problem(action, cp.status) {
+    if let Some(p) = control_problem(action, &cp, &store.pending(job_id)) {
         bail!("{p}");
     }
     Ok(())
@@ -250,12 +242,8 @@ fn reader(
     topic: &str,
     tail: Option<i64>,
 ) -> anyhow::Result<(BaseConsumer, HashMap<i32, i64>)> {
-    let c: BaseConsumer = client_config(cfg)
-        .set("group.id", format!("{}-cli", cfg.kafka.consumer_group))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "false")
+    let group = format!("{}-cli", cfg.kafka.consumer_group);
+    let c: BaseConsumer = client_config(cfg, Role::Reader { group: &group })
         .create()
         .context("cannot create a Kafka consumer")?;
     let timeout = Duration::from_millis(cfg.kafka.operation_timeout_ms);
@@ -616,8 +604,8 @@ pub fn watch(
             progress_shown = false;
             writeln!(out, "{text}")
         };
-        match r.status.as_str() {
-            "progress" => {
+        match r.status {
+            ResultStatus::Progress => {
                 pending_end = None;
                 let line = progress_line(&r);
                 if tty {
@@ -627,17 +615,17 @@ pub fn watch(
                 }
                 progress_shown = true;
             }
-            "accepted" => {
+            ResultStatus::Accepted => {
                 accepted = true;
                 note(format!("{} {job_id}: accepted", r.at))?;
             }
-            "resumed" => {
+            ResultStatus::Resumed => {
                 pending_end = None;
                 note(format!("{} {job_id}: resumed", r.at))?;
             }
-            "completed" => pending_end = Some((WatchEnd::Completed, r)),
-            "cancelled" => pending_end = Some((WatchEnd::Cancelled, r)),
-            "failed" => {
+            ResultStatus::Completed => pending_end = Some((WatchEnd::Completed, r)),
+            ResultStatus::Cancelled => pending_end = Some((WatchEnd::Cancelled, r)),
+            ResultStatus::Failed => {
                 note(format!(
                     "{} {job_id}: failed: {}",
                     r.at,
@@ -645,8 +633,8 @@ pub fn watch(
                 ))?;
                 pending_end = Some((WatchEnd::Failed, r));
             }
-            "rejected" if !accepted => pending_end = Some((WatchEnd::Rejected, r)),
-            "rejected" | "duplicate" => note(format!(
+            ResultStatus::Rejected if !accepted => pending_end = Some((WatchEnd::Rejected, r)),
+            ResultStatus::Rejected | ResultStatus::Duplicate => note(format!(
                 "{} {job_id}: {} command ({}:{}@{}): {}",
                 r.at,
                 r.status,
@@ -683,10 +671,12 @@ fn cursor_json(cp: &Checkpoint) -> Value {
 pub fn job_json(cp: &Checkpoint, store: Option<&StateStore>) -> Value {
     let s = &cp.spec;
     let c = &cp.counters;
-    let pending = store.and_then(|st| st.control(&cp.job_id)).and_then(|r| {
-        (cp.control_handled.as_deref() != Some(r.request_id.as_str()))
-            .then(|| json!({"action": r.action.as_str(), "at": format_ms(r.at_ms), "request_id": r.request_id}))
-    });
+    let pending: Vec<Value> = store
+        .map(|st| st.pending(&cp.job_id))
+        .unwrap_or_default()
+        .iter()
+        .map(|r| json!({"action": r.action.as_str(), "at": format_ms(r.at_ms), "request_id": r.request_id}))
+        .collect();
     json!({
         "job_id": cp.job_id,
         "status": cp.status.as_str(),
@@ -739,9 +729,7 @@ pub async fn status(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let (store, _events) = StateStore::start(cfg).await?;
-    store
-        .sync(Duration::from_millis(cfg.kafka.operation_timeout_ms * 2))
-        .await?;
+    store.sync(cfg.kafka.operation_timeout() * 2).await?;
     if let Some(id) = job {
         let Some(cp) = store.checkpoint(id) else {
             bail!(
@@ -885,7 +873,7 @@ mod tests {
             estimated_total: Some(100_000),
             rows_per_second: Some(5432.4),
             eta_seconds: Some(161.0),
-            ..ResultRecord::new("j", "progress", 0)
+            ..ResultRecord::new("j", ResultStatus::Progress, 0)
         };
         let l = progress_line(&r);
         assert!(l.contains("12,345 / 100,000 rows (12.3%)"), "{l}");

@@ -1,0 +1,548 @@
+//! Every decision about a job, as pure functions (no I/O, time passed in): what a command becomes
+//! ([`decide_command`]), whether a control request applies ([`control_problem`]), and each step of a job's life
+//! ([`honour`], [`start`], [`after_batch`], [`complete`], [`fail`]) as a [`Transition`]: the next checkpoint, the
+//! result records that announce it, and the control requests it honoured. The daemon and the runner only carry
+//! these out (one Kafka transaction per transition), so the rules are tested here, table-driven.
+
+use crate::command::{Command, CommandError, CommandOrigin, ControlAction, JobSpec};
+use crate::source::Cursor;
+
+use super::{Checkpoint, ControlRequest, Counters, JobStatus, ResultStatus, control_key};
+
+/// One step of a job: its next checkpoint (revision incremented, `updated_at_ms` = now), the statuses of the
+/// result records that announce it, and the state-topic keys of the control requests it honoured (they get a
+/// tombstone in the same transaction).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub next: Checkpoint,
+    pub results: Vec<ResultStatus>,
+    pub honoured: Vec<String>,
+}
+
+impl Transition {
+    fn of(cp: &Checkpoint, now_ms: i64) -> Transition {
+        Transition {
+            next: bumped(cp, now_ms),
+            results: Vec::new(),
+            honoured: Vec::new(),
+        }
+    }
+}
+
+/// A copy of `cp` as its next revision, written at `now_ms`.
+fn bumped(cp: &Checkpoint, now_ms: i64) -> Checkpoint {
+    let mut next = cp.clone();
+    next.revision = cp.revision + 1;
+    next.updated_at_ms = now_ms;
+    next
+}
+
+/// The first checkpoint of an accepted job: `queued`, revision 1, owned by the control partition the command
+/// arrived on (SPEC §5).
+pub fn accept(spec: JobSpec, origin: &CommandOrigin, now_ms: i64) -> Checkpoint {
+    Checkpoint {
+        job_id: spec.job_id.clone(),
+        revision: 1,
+        status: JobStatus::Queued,
+        spec,
+        cursor: None,
+        counters: Counters::default(),
+        estimated_total: None,
+        owner_partition: origin.partition,
+        command_offset: origin.offset,
+        accepted_at_ms: now_ms,
+        started_at_ms: None,
+        updated_at_ms: now_ms,
+        completed_at_ms: None,
+        error: None,
+        control_handled: None,
+    }
+}
+
+/// A job's latest checkpoint and its pending control requests, by job id.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<(Checkpoint, Vec<ControlRequest>)>;
+
+/// What the daemon knows when it decides a command.
+pub struct CommandContext<'a> {
+    /// `false`: every command is rejected with reason `disabled` (SPEC §3).
+    pub enabled: bool,
+    /// Whether every running slot of this instance is taken (an accepted job then also gets `queued`).
+    pub slots_full: bool,
+    /// A job's latest checkpoint and its pending control requests (in [`ControlRequest::order`]).
+    pub lookup: Lookup<'a>,
+}
+
+/// The verdict on one command (SPEC §3).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// A new job: its first checkpoint; `queued` when no running slot is free.
+    Accept {
+        checkpoint: Box<Checkpoint>,
+        queued: bool,
+    },
+    /// Not accepted: `reason` names the field or the problem.
+    Reject { job_id: String, reason: String },
+    /// A `reprocess` for a job that exists: nothing starts.
+    Duplicate { job_id: String, reason: String },
+    /// A cancel/pause/resume to record for the job's owner.
+    Control(ControlRequest),
+}
+
+/// Decides a parsed command (SPEC §3): disabled → reject; a bad command → reject naming the field; an existing
+/// job id → duplicate; a control request for an unknown job, or one that cannot apply to the job's status once
+/// its pending requests are honoured → reject.
+pub fn decide_command(
+    parsed: Result<Command, CommandError>,
+    ctx: &CommandContext<'_>,
+    origin: &CommandOrigin,
+    now_ms: i64,
+) -> Verdict {
+    if !ctx.enabled {
+        let job_id = match &parsed {
+            Ok(c) => c.job_id().to_string(),
+            Err(e) => e.job_id.clone(),
+        };
+        return Verdict::Reject {
+            job_id,
+            reason: "disabled".into(),
+        };
+    }
+    match parsed {
+        Err(e) => Verdict::Reject {
+            job_id: e.job_id,
+            reason: e.reason,
+        },
+        Ok(Command::Reprocess(spec)) => match (ctx.lookup)(&spec.job_id) {
+            Some(_) => Verdict::Duplicate {
+                reason: format!(
+                    "job `{}` already exists; a reprocess command with its id starts nothing",
+                    spec.job_id
+                ),
+                job_id: spec.job_id,
+            },
+            None => Verdict::Accept {
+                checkpoint: Box::new(accept(spec, origin, now_ms)),
+                queued: ctx.slots_full,
+            },
+        },
+        Ok(Command::Control { action, job_id }) => {
+            let Some((cp, pending)) = (ctx.lookup)(&job_id) else {
+                return Verdict::Reject {
+                    reason: format!("{}: unknown job `{job_id}`", action.as_str()),
+                    job_id,
+                };
+            };
+            match control_problem(action, &cp, &pending) {
+                Some(problem) => Verdict::Reject {
+                    reason: format!("{}: {problem}", action.as_str()),
+                    job_id,
+                },
+                None => Verdict::Control(ControlRequest {
+                    request_id: origin.derived_job_id(),
+                    job_id,
+                    action,
+                    at_ms: now_ms,
+                }),
+            }
+        }
+    }
+}
+
+/// The status a job will have once its pending control requests are honoured ([`honour`]'s result).
+pub fn effective_status(cp: &Checkpoint, pending: &[ControlRequest]) -> JobStatus {
+    pending
+        .iter()
+        .fold(cp.status, |status, req| apply(status, req.action).0)
+}
+
+/// One control action on a status: the status after it, and the result it announces (`None`: no effect).
+fn apply(status: JobStatus, action: ControlAction) -> (JobStatus, Option<ResultStatus>) {
+    match (action, status) {
+        (_, s) if s.is_final() => (s, None),
+        (ControlAction::Cancel, _) => (JobStatus::Cancelled, Some(ResultStatus::Cancelled)),
+        (ControlAction::Pause, JobStatus::Running | JobStatus::Queued) => {
+            (JobStatus::Paused, Some(ResultStatus::Paused))
+        }
+        (ControlAction::Resume, JobStatus::Paused | JobStatus::Failed) => {
+            (JobStatus::Queued, Some(ResultStatus::Resumed))
+        }
+        (_, s) => (s, None),
+    }
+}
+
+/// Why `action` cannot apply to the job, judged on its status once its pending requests are honoured; `None`
+/// when it can. The daemon rejects such a command and the CLI refuses it before sending (SPEC §3).
+pub fn control_problem(
+    action: ControlAction,
+    cp: &Checkpoint,
+    pending: &[ControlRequest],
+) -> Option<String> {
+    let status = effective_status(cp, pending);
+    let when = if status == cp.status {
+        ""
+    } else {
+        " once its pending requests are honoured"
+    };
+    match (action, status) {
+        (_, s) if s.is_final() => Some(format!("job is already {s}{when}")),
+        (ControlAction::Pause, JobStatus::Paused) => Some(format!("job is already paused{when}")),
+        (ControlAction::Pause, JobStatus::Failed) => {
+            Some(format!("job has failed{when}; resume or cancel it"))
+        }
+        (ControlAction::Resume, JobStatus::Running | JobStatus::Queued) => Some(format!(
+            "job is {status}{when}; only a paused or failed job can be resumed"
+        )),
+        _ => None,
+    }
+}
+
+/// Honours the job's pending control requests, in order: `cancel` ends it (`cancelled`), `pause` of a running
+/// or queued job pauses it, `resume` of a paused or failed job queues it again (error cleared). A request with
+/// no effect (e.g. a pause after a cancel) is honoured all the same. `None` when nothing is pending.
+pub fn honour(cp: &Checkpoint, pending: &[ControlRequest], now_ms: i64) -> Option<Transition> {
+    let last = pending.last()?;
+    let mut t = Transition::of(cp, now_ms);
+    for req in pending {
+        let (status, announced) = apply(t.next.status, req.action);
+        if let Some(result) = announced {
+            t.next.status = status;
+            t.results.push(result);
+            match status {
+                JobStatus::Cancelled => t.next.completed_at_ms = Some(now_ms),
+                JobStatus::Queued => t.next.error = None,
+                _ => {}
+            }
+        }
+        t.honoured.push(control_key(req));
+    }
+    t.next.control_handled = Some(last.request_id.clone());
+    Some(t)
+}
+
+/// A queued job takes its running slot: `running`, `started_at_ms` set the first time. `None` unless queued.
+pub fn start(cp: &Checkpoint, now_ms: i64) -> Option<Transition> {
+    if cp.status != JobStatus::Queued {
+        return None;
+    }
+    let mut t = Transition::of(cp, now_ms);
+    t.next.status = JobStatus::Running;
+    t.next.started_at_ms.get_or_insert(now_ms);
+    Some(t)
+}
+
+/// The checkpoint after one batch: counters added, cursor moved to the batch's last row, and the row-count
+/// estimate when one became known.
+pub fn after_batch(
+    cp: &Checkpoint,
+    delta: &Counters,
+    cursor: Option<Cursor>,
+    estimated_total: Option<i64>,
+    now_ms: i64,
+) -> Checkpoint {
+    let mut next = bumped(cp, now_ms);
+    next.counters.add(delta);
+    next.cursor = cursor;
+    if estimated_total.is_some() {
+        next.estimated_total = estimated_total;
+    }
+    next
+}
+
+/// Every row was read: `completed`.
+pub fn complete(cp: &Checkpoint, now_ms: i64) -> Transition {
+    let mut t = Transition::of(cp, now_ms);
+    t.next.status = JobStatus::Completed;
+    t.next.completed_at_ms = Some(now_ms);
+    t.results.push(ResultStatus::Completed);
+    t
+}
+
+/// The job cannot go on (e.g. ClickHouse refused its query): `failed` with the error, keeping the cursor so
+/// that `resume` continues from it.
+pub fn fail(cp: &Checkpoint, error: &str, now_ms: i64) -> Transition {
+    let mut t = Transition::of(cp, now_ms);
+    t.next.status = JobStatus::Failed;
+    t.next.error = Some(error.to_string());
+    t.results.push(ResultStatus::Failed);
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{CommandError, ControlAction};
+    use crate::job::tests::{checkpoint, spec};
+
+    use ControlAction::{Cancel, Pause, Resume};
+    use JobStatus::{Cancelled, Completed, Failed, Paused, Queued, Running};
+
+    fn origin() -> CommandOrigin {
+        CommandOrigin {
+            topic: "cmds".into(),
+            partition: 2,
+            offset: 9,
+        }
+    }
+
+    fn req(n: i64, action: ControlAction) -> ControlRequest {
+        ControlRequest {
+            request_id: format!("cmds-0-{n}"),
+            job_id: "j1".into(),
+            action,
+            at_ms: n,
+        }
+    }
+
+    fn with_status(status: JobStatus) -> Checkpoint {
+        Checkpoint {
+            status,
+            ..checkpoint()
+        }
+    }
+
+    #[test]
+    fn control_actions_by_status() {
+        // (status, action) → rejected?
+        let table = [
+            (Queued, Cancel, false),
+            (Running, Cancel, false),
+            (Paused, Cancel, false),
+            (Failed, Cancel, false),
+            (Completed, Cancel, true),
+            (Cancelled, Cancel, true),
+            (Queued, Pause, false),
+            (Running, Pause, false),
+            (Paused, Pause, true),
+            (Failed, Pause, true),
+            (Completed, Pause, true),
+            (Cancelled, Pause, true),
+            (Queued, Resume, true),
+            (Running, Resume, true),
+            (Paused, Resume, false),
+            (Failed, Resume, false),
+            (Completed, Resume, true),
+            (Cancelled, Resume, true),
+        ];
+        for (status, action, rejected) in table {
+            let p = control_problem(action, &with_status(status), &[]);
+            assert_eq!(p.is_some(), rejected, "{action:?} on {status}: {p:?}");
+        }
+        assert_eq!(
+            control_problem(Pause, &with_status(Completed), &[]).unwrap(),
+            "job is already completed"
+        );
+    }
+
+    #[test]
+    fn control_is_judged_after_pending_requests() {
+        // (status, pending, action) → rejected?
+        let table: [(JobStatus, &[ControlAction], ControlAction, bool); 8] = [
+            (Running, &[Cancel], Pause, true),
+            (Running, &[Cancel], Resume, true),
+            (Running, &[Cancel], Cancel, true),
+            (Running, &[Pause], Resume, false),
+            (Running, &[Pause], Pause, true),
+            (Running, &[Pause, Resume], Pause, false),
+            (Paused, &[Resume], Resume, true),
+            (Failed, &[Resume], Cancel, false),
+        ];
+        for (status, pending, action, rejected) in table {
+            let pending: Vec<_> = pending
+                .iter()
+                .enumerate()
+                .map(|(i, a)| req(i as i64, *a))
+                .collect();
+            let p = control_problem(action, &with_status(status), &pending);
+            assert_eq!(p.is_some(), rejected, "{action:?} after {pending:?}: {p:?}");
+            if let Some(p) = p {
+                assert!(p.contains("pending"), "{p}");
+            }
+        }
+    }
+
+    #[test]
+    fn honouring_applies_every_pending_request_in_order() {
+        // (status, pending) → (status after, results, error cleared)
+        let table: [(JobStatus, &[ControlAction], JobStatus, &[ResultStatus]); 9] = [
+            (Running, &[Cancel], Cancelled, &[ResultStatus::Cancelled]),
+            (Running, &[Pause], Paused, &[ResultStatus::Paused]),
+            (Queued, &[Pause], Paused, &[ResultStatus::Paused]),
+            (Paused, &[Resume], Queued, &[ResultStatus::Resumed]),
+            (Failed, &[Resume], Queued, &[ResultStatus::Resumed]),
+            (Running, &[Resume], Running, &[]),
+            (
+                Running,
+                &[Pause, Resume],
+                Queued,
+                &[ResultStatus::Paused, ResultStatus::Resumed],
+            ),
+            (
+                Running,
+                &[Cancel, Pause],
+                Cancelled,
+                &[ResultStatus::Cancelled],
+            ),
+            (Completed, &[Cancel], Completed, &[]),
+        ];
+        for (status, actions, after, results) in table {
+            let mut cp = with_status(status);
+            cp.error = Some("boom".into());
+            let pending: Vec<_> = actions
+                .iter()
+                .enumerate()
+                .map(|(i, a)| req(i as i64, *a))
+                .collect();
+            let t = honour(&cp, &pending, 100).unwrap();
+            assert_eq!(t.next.status, after, "{status} after {actions:?}");
+            assert_eq!(t.results, results, "{status} after {actions:?}");
+            assert_eq!(t.next.revision, cp.revision + 1);
+            assert_eq!(t.next.updated_at_ms, 100);
+            assert_eq!(
+                t.next.control_handled.as_deref(),
+                Some(pending.last().unwrap().request_id.as_str())
+            );
+            assert_eq!(
+                t.honoured,
+                pending.iter().map(control_key).collect::<Vec<_>>()
+            );
+            assert_eq!(t.next.error.is_none(), after == Queued);
+            assert_eq!(t.next.completed_at_ms.is_some(), after == Cancelled);
+            assert_eq!(effective_status(&cp, &pending), after);
+        }
+        assert_eq!(honour(&checkpoint(), &[], 1), None);
+    }
+
+    #[test]
+    fn steps_of_a_job() {
+        let queued = with_status(Queued);
+        let t = start(&queued, 50).unwrap();
+        assert_eq!(
+            (t.next.status, t.next.started_at_ms),
+            (Running, Some(6)),
+            "started_at kept from the first start"
+        );
+        let mut fresh = with_status(Queued);
+        fresh.started_at_ms = None;
+        assert_eq!(start(&fresh, 50).unwrap().next.started_at_ms, Some(50));
+        assert!(start(&with_status(Running), 1).is_none());
+        assert!(t.results.is_empty());
+
+        let cp = checkpoint();
+        let delta = Counters {
+            found: 3,
+            published: 3,
+            processed_batches: 1,
+            ..Default::default()
+        };
+        let next = after_batch(&cp, &delta, None, None, 60);
+        assert_eq!(next.counters.found, 13);
+        assert_eq!(next.counters.processed_batches, 3);
+        assert_eq!(next.cursor, None);
+        assert_eq!(next.estimated_total, Some(100), "kept");
+        assert_eq!(
+            after_batch(&cp, &delta, None, Some(7), 60).estimated_total,
+            Some(7)
+        );
+        assert_eq!(next.revision, 5);
+
+        let t = complete(&cp, 70);
+        assert_eq!(
+            (t.next.status, t.next.completed_at_ms),
+            (Completed, Some(70))
+        );
+        assert_eq!(t.results, [ResultStatus::Completed]);
+        let t = fail(&cp, "no table", 80);
+        assert_eq!(t.next.status, Failed);
+        assert_eq!(t.next.error.as_deref(), Some("no table"));
+        assert_eq!(t.next.cursor, cp.cursor, "resume continues from the cursor");
+        assert_eq!(t.results, [ResultStatus::Failed]);
+    }
+
+    #[test]
+    fn commands_become_verdicts() {
+        let existing = checkpoint();
+        let lookup = |id: &str| (id == "j1").then(|| (existing.clone(), vec![]));
+        let ctx = |enabled, slots_full| CommandContext {
+            enabled,
+            slots_full,
+            lookup: &lookup,
+        };
+        let new_spec = JobSpec {
+            job_id: "j2".into(),
+            ..spec()
+        };
+        let v = decide_command(
+            Ok(Command::Reprocess(new_spec.clone())),
+            &ctx(true, false),
+            &origin(),
+            5,
+        );
+        let Verdict::Accept { checkpoint, queued } = v else {
+            panic!("{v:?}")
+        };
+        assert!(!queued);
+        assert_eq!(
+            (
+                checkpoint.status,
+                checkpoint.revision,
+                checkpoint.owner_partition,
+                checkpoint.command_offset
+            ),
+            (Queued, 1, 2, 9)
+        );
+        assert!(matches!(
+            decide_command(
+                Ok(Command::Reprocess(new_spec.clone())),
+                &ctx(true, true),
+                &origin(),
+                5
+            ),
+            Verdict::Accept { queued: true, .. }
+        ));
+        assert!(matches!(
+            decide_command(Ok(Command::Reprocess(spec())), &ctx(true, false), &origin(), 5),
+            Verdict::Duplicate { job_id, .. } if job_id == "j1"
+        ));
+        assert!(matches!(
+            decide_command(Ok(Command::Reprocess(new_spec)), &ctx(false, false), &origin(), 5),
+            Verdict::Reject { reason, .. } if reason == "disabled"
+        ));
+        let bad = CommandError {
+            job_id: "x".into(),
+            reason: "field `tenant_id`: required".into(),
+        };
+        assert_eq!(
+            decide_command(Err(bad), &ctx(true, false), &origin(), 5),
+            Verdict::Reject {
+                job_id: "x".into(),
+                reason: "field `tenant_id`: required".into()
+            }
+        );
+        let control = |action, job: &str| {
+            decide_command(
+                Ok(Command::Control {
+                    action,
+                    job_id: job.into(),
+                }),
+                &ctx(true, false),
+                &origin(),
+                5,
+            )
+        };
+        assert_eq!(
+            control(Pause, "j1"),
+            Verdict::Control(ControlRequest {
+                request_id: "cmds-2-9".into(),
+                job_id: "j1".into(),
+                action: Pause,
+                at_ms: 5
+            })
+        );
+        assert!(
+            matches!(control(Resume, "j1"), Verdict::Reject { reason, .. } if reason.starts_with("resume: job is running"))
+        );
+        assert!(
+            matches!(control(Cancel, "nope"), Verdict::Reject { reason, .. } if reason == "cancel: unknown job `nope`")
+        );
+    }
+}
