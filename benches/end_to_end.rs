@@ -15,9 +15,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::harness::{Env, rfc3339};
-
-const T0: i64 = 1_709_251_200_000;
-const DAY: i64 = 86_400_000;
+use support::{DAY, T0};
 
 /// Generates `n` rows of `tenant` inside ClickHouse, spread over two days and 500 customers.
 async fn generate(env: &Env, tenant: &str, n: u64) {

@@ -8,39 +8,15 @@
 //!
 //! Run: `cargo bench --bench source` (set `CLICKHOUSE_URL` for another server; `BENCH_ROWS` to change the size).
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::time::Instant;
 
 use raw_events_reprocessor::config::ClickHouseConfig;
 use raw_events_reprocessor::source::{Cursor, Filters, Mode, Source};
-use serde::Serialize;
-
-const DAY: i64 = 86_400_000;
-const D0: i64 = 1_709_251_200_000;
-
-#[derive(Clone, Debug, clickhouse::Row, Serialize)]
-struct Ins {
-    id: String,
-    tenant_id: String,
-    environment_id: String,
-    external_customer_id: String,
-    event_name: String,
-    source: Option<String>,
-    payload: String,
-    field1: Option<String>,
-    field2: Option<String>,
-    field3: Option<String>,
-    field4: Option<String>,
-    field5: Option<String>,
-    field6: Option<String>,
-    field7: Option<String>,
-    field8: Option<String>,
-    field9: Option<String>,
-    field10: Option<String>,
-    timestamp: i64,
-    ingested_at: i64,
-    version: u64,
-    sign: i8,
-}
+use support::harness::InsertRow;
+use support::{DAY, T0 as D0};
 
 fn payload(id: &str, cust: &str, ts: i64, i: u64) -> String {
     format!(
@@ -108,21 +84,21 @@ async fn main() {
     let client = admin.clone().with_database(db);
     let mut bytes = 0usize;
     for chunk in 0..4u64 {
-        let mut insert = client.insert::<Ins>("raw_events").await.unwrap();
+        let mut insert = client.insert::<InsertRow>("raw_events").await.unwrap();
         for i in (chunk * n / 4)..((chunk + 1) * n / 4) {
             let id = format!("evt_{i:010}");
             let cust = format!("cust_{:04}", i % 200);
             let ts = D0 + (i * 7919 % (2 * DAY as u64)) as i64;
             let p = payload(&id, &cust, ts, i);
             bytes += p.len();
-            let row = Ins {
+            let row = InsertRow {
                 id,
                 tenant_id: "tenant_bench".into(),
                 environment_id: "env_prod".into(),
                 external_customer_id: cust,
                 event_name: "openai-modeling-gpt-4.1".into(),
                 source: Some("api".into()),
-                payload: p,
+                payload: p.into_bytes(),
                 field1: None,
                 field2: None,
                 field3: None,
@@ -187,10 +163,10 @@ async fn main() {
 
         // One page from the middle of the first day: source vs raw HTTP vs engine.
         let mid = Cursor {
-            external_customer_id: "cust_0100".into(),
+            external_customer_id: b"cust_0100".to_vec(),
             timestamp_ms: D0,
-            event_name: String::new(),
-            id: String::new(),
+            event_name: Vec::new(),
+            id: Vec::new(),
         };
         let sql = src.page_sql(&f, Some(&mid), batch);
         let reps = 5;

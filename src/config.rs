@@ -105,6 +105,12 @@ impl KafkaConfig {
         self.operation_timeout() * 4
     }
 
+    /// How long a command's decision waits for transactions open on its job's state partition (a third of
+    /// the operation timeout, 10 s by default) before deciding with what is read.
+    pub fn command_state_wait(&self) -> Duration {
+        self.operation_timeout() / 3
+    }
+
     /// `transaction_timeout_ms`: after this the broker aborts a transaction left open (e.g. by a crashed
     /// instance), which bounds how long an open transaction can hide the state topic's end.
     pub fn transaction_timeout(&self) -> Duration {

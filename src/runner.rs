@@ -130,6 +130,9 @@ struct Runner {
     cp: Checkpoint,
     stop: CancellationToken,
     progress: Progress,
+    /// Rows of the current page the broker refused (by their sorting key, librdkafka error name): they stay
+    /// dead-lettered when the page is read again after a failed attempt, until the page commits.
+    refused: HashMap<Cursor, String>,
 }
 
 impl Runner {
@@ -147,6 +150,7 @@ impl Runner {
             cp,
             stop,
             progress,
+            refused: HashMap::new(),
         })
     }
 
@@ -178,7 +182,11 @@ impl Runner {
                 self.adopt(next, honoured);
                 return Continue(Commit::Done);
             }
-            Err(TxnError::Refused(list)) => return Continue(Commit::Refused(list)),
+            Err(TxnError::Refused(list)) => {
+                // A fresh producer for the redo (see `TxnProducer::commit`).
+                self.producer = connect(&self.ctx, &self.cp.job_id, &self.stop).await?;
+                return Continue(Commit::Refused(list));
+            }
             Err(TxnError::Fenced) => {
                 warn!("producer fenced: another producer initialised the job's transactional id");
                 return Break(JobExit::Fenced);
@@ -339,9 +347,14 @@ impl Runner {
         page: &Page,
         estimate: &mut Estimate,
     ) -> ControlFlow<JobExit, Option<Counters>> {
-        let mut refused: HashMap<usize, String> = HashMap::new();
         let estimated = take_estimate(estimate).await;
         loop {
+            let refused: HashMap<usize, String> = if self.refused.is_empty() {
+                HashMap::new()
+            } else {
+                let of = |(i, row)| self.refused.get(&Cursor::of(row)).map(|n| (i, n.clone()));
+                page.rows.iter().enumerate().filter_map(of).collect()
+            };
             let batch_no = self.cp.counters.processed_batches;
             let records = &self.ctx.records;
             let mut built = batch::build(records, &self.cp.spec, &page.rows, batch_no, &refused);
@@ -364,6 +377,7 @@ impl Runner {
             out.push(records.checkpoint(&next));
             match self.commit(out, next, &[]).await? {
                 Commit::Done => {
+                    self.refused.clear();
                     self.progress
                         .committed(built.delta.found, report, Instant::now());
                     let dry_run = self.cp.spec.dry_run;
@@ -373,9 +387,9 @@ impl Runner {
                 Commit::Reloaded => return Continue(None),
                 Commit::Refused(list) if list.iter().all(|(tag, _)| tag.is_some()) => {
                     for (tag, name) in list {
-                        let position = tag.expect("checked") + 1;
-                        warn!(batch = batch_no, batch_position = position, error = %name, "broker refused a record; redoing the batch with it dead-lettered");
-                        refused.insert(position - 1, name);
+                        let i = tag.expect("checked");
+                        warn!(batch = batch_no, batch_position = i + 1, error = %name, "broker refused a record; redoing the batch with it dead-lettered");
+                        self.refused.insert(Cursor::of(&page.rows[i]), name);
                     }
                 }
                 Commit::Refused(list) => return Break(self.refused_job_records(list).await),

@@ -292,8 +292,10 @@ impl TxnProducer {
     ///
     /// Returns once the transaction is committed. When the broker refuses records, the transaction is
     /// aborted and the refused records' tags are returned, so the caller can dead-letter them and redo the
-    /// batch. Only records the broker or the client really refused are named: once one record fails, the
-    /// transaction is abortable and every later send fails with `_STATE`, which blames nobody.
+    /// batch; the producer should then be replaced (librdkafka bumps the idempotent epoch after such an error,
+    /// which can make the next transaction of the same producer abortable). Only records the broker or the
+    /// client really refused are named: once one record fails, the transaction is abortable and every later
+    /// send fails with `_STATE`, which blames nobody.
     pub async fn commit(
         &self,
         records: &[OutRecord],

@@ -6,9 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::harness::{Env, assert_exactly_once, expected_events, realistic_rows, rfc3339};
-
-const DAY: i64 = 86_400_000;
-const T0: i64 = 1_709_251_200_000;
+use support::{DAY, T0};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {

@@ -9,10 +9,7 @@ use std::time::Duration;
 use raw_events_reprocessor::transform::{self, ErrorStage, Outcome};
 use serde_json::Value;
 use support::harness::{Env, InsertRow, realistic_payload, rfc3339};
-
-const DAY: i64 = 86_400_000;
-/// 2024-03-01T00:00:00Z
-const T0: i64 = 1_709_251_200_000;
+use support::{DAY, T0};
 
 /// What the transformation oracle says one row must become.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -767,4 +764,84 @@ async fn a_command_the_broker_cannot_store_is_rejected_and_blocks_nothing() {
     assert!(!daemon.log().contains("panicked"), "{}", daemon.log());
     let status = daemon.terminate(Duration::from_secs(35));
     assert!(status.is_some_and(|s| s.success()));
+}
+
+/// Rows whose key columns are not valid UTF-8 (SPEC §4) are dead-lettered with reason `invalid_utf8` and never
+/// fail a page: the job completes with exact counters, resuming from cursors that hold their bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_with_key_columns_that_are_not_utf8_are_dead_lettered() {
+    let env = Env::new("e2e_badkeys").await;
+    let rows: Vec<InsertRow> = (0..8)
+        .map(|i| {
+            let ts = T0 + i * 1000;
+            let payload = realistic_payload(i as u64, "org-1", &rfc3339(ts));
+            InsertRow::new(
+                &format!("r{i}"),
+                "t_bad",
+                "e1",
+                &format!("c{}", i % 3),
+                ts,
+                payload.as_bytes(),
+            )
+        })
+        .collect();
+    env.insert(&rows).await;
+    let good = realistic_payload(99, "org-1", &rfc3339(T0 + 500));
+    let sql = format!(
+        "INSERT INTO {db}.raw_events (id, tenant_id, environment_id, external_customer_id, event_name, payload, timestamp, version) VALUES \
+         (unhex('ff01'), 't_bad', 'e1', 'c1', 'usage', {{p:String}}, fromUnixTimestamp64Milli(toInt64({t}), 'UTC'), 1), \
+         ('odd-customer', 't_bad', 'e1', unhex('63ff'), 'usage', {{p:String}}, fromUnixTimestamp64Milli(toInt64({t}), 'UTC'), 1), \
+         ('odd-name', 't_bad', 'e1', 'c2', unhex('fe'), {{p:String}}, fromUnixTimestamp64Milli(toInt64({t}), 'UTC'), 1)",
+        db = env.database,
+        t = T0 + 500
+    );
+    env.client()
+        .query(&sql)
+        .param("p", &good)
+        .execute()
+        .await
+        .unwrap();
+    let daemon = env.start_daemon();
+    env.wait_topics(Duration::from_secs(60));
+    env.submit(
+        "badkeys",
+        &format!(
+            r#"{{"type":"reprocess","job_id":"badkeys","tenant_id":"t_bad","environment_id":"e1","start_date":"{}","end_date":"{}","batch_size":2}}"#,
+            rfc3339(T0),
+            rfc3339(T0 + DAY)
+        ),
+    )
+    .await;
+    let fin = env.wait_final("badkeys", Duration::from_secs(120));
+    assert_eq!(fin["status"], "completed", "{fin}\n{}", daemon.log());
+    assert_eq!(fin["total_events_found"], 11, "{fin}");
+    assert_eq!(fin["total_events_published"], 8, "{fin}");
+    assert_eq!(fin["total_events_dropped"], 3, "{fin}");
+    let dlq: Vec<Value> = env.read_all("dlq").iter().map(|r| r.json()).collect();
+    assert_eq!(dlq.len(), 3, "{dlq:?}");
+    for d in &dlq {
+        assert_eq!(
+            (d["stage"].as_str(), d["reason"].as_str()),
+            (Some("validation"), Some("invalid_utf8")),
+            "{d}"
+        );
+        assert!(
+            d["message"].as_str().unwrap().contains("not valid UTF-8"),
+            "{d}"
+        );
+    }
+    let columns: Vec<&str> = dlq
+        .iter()
+        .map(|d| d["message"].as_str().unwrap().split('`').nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        columns
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        ["event_name", "external_customer_id", "id"]
+            .into_iter()
+            .collect()
+    );
+    support::harness::assert_exactly_once(&env, &support::harness::expected_events(&rows));
 }

@@ -4,16 +4,18 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde_json::Value;
-use support::harness::{Env, assert_exactly_once, expected_events, realistic_rows, rfc3339};
-
-const DAY: i64 = 86_400_000;
-/// 2024-03-01T00:00:00Z
-const T0: i64 = 1_709_251_200_000;
+use support::harness::{
+    Env, InsertRow, assert_exactly_once, expected_events, realistic_payload, realistic_rows,
+    rfc3339,
+};
+use support::{DAY, T0};
 
 fn command(job: &str, tenant: &str, extra: &str) -> String {
     format!(
@@ -34,6 +36,26 @@ fn transactional_producer(env: &Env, id: &str) -> ThreadedProducer<DefaultProduc
     p.init_transactions(Duration::from_secs(30))
         .expect("init_transactions of the test producer");
     p
+}
+
+/// A transaction of the test's own holding one record on every partition of the state topic, left open.
+fn hold_state_partitions(env: &Env) -> ThreadedProducer<DefaultProducerContext> {
+    let foreign = transactional_producer(env, &format!("foreign_{}", env.name));
+    foreign.begin_transaction().unwrap();
+    let state = env.topic("state");
+    for p in 0..3 {
+        foreign
+            .send(
+                BaseRecord::to(&state)
+                    .key("not-a-job")
+                    .payload("held open")
+                    .partition(p),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    foreign.flush(Duration::from_secs(30)).unwrap();
+    foreign
 }
 
 /// The latest `progress` (or other) record of a job that carries counters.
@@ -91,21 +113,7 @@ async fn an_open_foreign_transaction_on_the_state_topic_hides_no_checkpoint() {
     wait_published(&env, "lso-1", 1_000, Duration::from_secs(120));
 
     // One record on every state partition, in a transaction left open.
-    let foreign = transactional_producer(&env, &format!("foreign_{}", env.name));
-    foreign.begin_transaction().unwrap();
-    let state = env.topic("state");
-    for p in 0..3 {
-        foreign
-            .send(
-                BaseRecord::to(&state)
-                    .key("not-a-job")
-                    .payload("held open")
-                    .partition(p),
-            )
-            .map_err(|(e, _)| e)
-            .unwrap();
-    }
-    foreign.flush(Duration::from_secs(30)).unwrap();
+    let foreign = hold_state_partitions(&env);
     // The job commits several more batches behind the open transaction, then the daemon dies.
     let before = published_so_far(&env, "lso-1");
     wait_published(&env, "lso-1", before + 3_000, Duration::from_secs(60));
@@ -155,4 +163,371 @@ async fn a_job_fenced_by_a_stale_producer_is_taken_back_and_completes() {
         "the fence is not reported:\n{}",
         daemon.log()
     );
+}
+
+/// Item 1: a stale instance keeps initialising the control producer's transactional id of a partition while
+/// commands arrive on it. A fenced command transaction must be handled again, never skipped: every command
+/// gets exactly one verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_command_transaction_is_handled_again_not_skipped() {
+    let env = Env::new("eo_cmdfence").await;
+    let daemon = env.start_daemon();
+    env.wait_topics(Duration::from_secs(60));
+    daemon.wait_log("control partitions assigned", Duration::from_secs(60));
+    let stop = Arc::new(AtomicBool::new(false));
+    let fencer = {
+        let (stop, env_kafka, id) = (
+            stop.clone(),
+            env.kafka.clone(),
+            format!("tx_{}-control-0", env.name),
+        );
+        std::thread::spawn(move || {
+            let mut fences = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+                    .set("bootstrap.servers", &env_kafka)
+                    .set("transactional.id", &id)
+                    .create()
+                    .unwrap();
+                if p.init_transactions(Duration::from_secs(10)).is_ok() {
+                    fences += 1;
+                }
+                drop(p);
+                std::thread::sleep(Duration::from_millis(15));
+            }
+            fences
+        })
+    };
+    let mut sent = Vec::new();
+    for i in 0..40 {
+        let job = format!("ghost-{i}");
+        let (p, o) = env
+            .produce(
+                &job,
+                Some(0),
+                &format!(r#"{{"type":"pause","job_id":"{job}"}}"#),
+            )
+            .await;
+        sent.push((job, p, o));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let fences = fencer.join().unwrap();
+    assert!(fences >= 10, "only {fences} fences happened");
+    // Every command of the partition has one verdict (`rejected`: unknown job), with its coordinates.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let results = env.read_all("results");
+        let verdicts = |job: &str| -> Vec<Value> {
+            results
+                .iter()
+                .filter(|r| r.key.as_deref() == Some(job))
+                .map(|r| r.json())
+                .collect()
+        };
+        let missing: Vec<&str> = sent
+            .iter()
+            .filter(|(job, ..)| verdicts(job).is_empty())
+            .map(|(job, ..)| job.as_str())
+            .collect();
+        if missing.is_empty() {
+            for (job, p, o) in &sent {
+                let v = verdicts(job);
+                assert_eq!(v.len(), 1, "{job}: {v:?}");
+                assert_eq!(v[0]["status"], "rejected", "{v:?}");
+                assert_eq!(
+                    (v[0]["partition"].as_i64(), v[0]["offset"].as_i64()),
+                    (Some(*p as i64), Some(*o))
+                );
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "commands without a verdict: {missing:?}\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Item 2: a job accepted while a transaction holds its state partition back is invisible at the next
+/// start (the state read stops at the last stable offset); it must start once its checkpoint is readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_hidden_at_start_by_an_open_transaction_runs_once_readable() {
+    let env = Env::new("eo_hidden").await;
+    let rows = realistic_rows("t_hidden", "e1", 4_000, T0, DAY);
+    let expected = expected_events(&rows);
+    env.insert(&rows).await;
+    let mut daemon = env.start_daemon();
+    env.wait_topics(Duration::from_secs(60));
+    let foreign = hold_state_partitions(&env);
+    env.submit(
+        "hidden-1",
+        &command(
+            "hidden-1",
+            "t_hidden",
+            r#","batch_size":500,"max_events_per_second":1000"#,
+        ),
+    )
+    .await;
+    env.wait_status("hidden-1", &["accepted"], Duration::from_secs(60));
+    daemon.kill();
+    let mut daemon = env.start_daemon();
+    daemon.wait_log("control partitions assigned", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3));
+    foreign.abort_transaction(Duration::from_secs(30)).unwrap();
+    let fin = env.wait_final("hidden-1", Duration::from_secs(90));
+    assert_completed_exactly(&env, &fin, rows.len(), &expected);
+    daemon.terminate(Duration::from_secs(30));
+}
+
+/// Item 3: once the broker refuses a record, the transaction is abortable and every later send fails with
+/// `_STATE`. Only the records the broker refused are dead-lettered (`MSG_SIZE_TOO_LARGE`); every other row is
+/// published exactly once and the job completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_records_the_broker_refused_are_dead_lettered() {
+    use base64::Engine;
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let mut env = Env::new("eo_refused").await;
+    // A short producer queue: later records are sent only after the earlier ones' answers arrived.
+    env.config_file("[kafka.properties]\n\"queue.buffering.max.messages\" = \"50\"\n");
+    let mut rows = realistic_rows("t_ref", "e1", 1_500, T0, DAY);
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut big = Vec::new();
+    for (i, r) in rows.iter_mut().enumerate().filter(|(i, _)| i % 300 == 7) {
+        // An event of ~200 KB that lz4 cannot shrink below the topic's new limit of 100 KB.
+        let noise: Vec<u8> = (0..150_000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        let blob = base64::engine::general_purpose::STANDARD.encode(noise);
+        let p = realistic_payload(i as u64, "org-big", &rfc3339(r.timestamp));
+        r.payload = p
+            .replacen("\"data\":{", &format!("\"data\":{{\"blob\":\"{blob}\","), 1)
+            .into_bytes();
+        big.push(r.id.clone());
+    }
+    let expected: Vec<String> = expected_events(&rows)
+        .into_iter()
+        .filter(|e| !e.contains("\"blob\""))
+        .collect();
+    env.insert(&rows).await;
+    let daemon = env.start_daemon();
+    env.wait_topics(Duration::from_secs(60));
+    daemon.wait_log("daemon started", Duration::from_secs(60));
+    // The broker's limit drops below those events after the daemon read it.
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &env.kafka)
+        .create()
+        .unwrap();
+    let out = env.topic("output");
+    let alter = AlterConfig::new(ResourceSpecifier::Topic(&out)).set("max.message.bytes", "100000");
+    let r = admin
+        .alter_configs([&alter], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.submit("ref-1", &command("ref-1", "t_ref", r#","batch_size":1000"#))
+        .await;
+    let fin = env.wait_final("ref-1", Duration::from_secs(120));
+    assert_eq!(fin["status"], "completed", "{fin}\n{}", daemon.log());
+    let dlq: Vec<Value> = env.read_all("dlq").iter().map(|r| r.json()).collect();
+    let reasons: Vec<(&str, &str)> = dlq
+        .iter()
+        .map(|d| {
+            (
+                d["raw_event"]["id"].as_str().unwrap(),
+                d["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let mut dead: Vec<String> = reasons.iter().map(|(id, _)| id.to_string()).collect();
+    dead.sort();
+    assert_eq!(dead, big, "dead letters: {reasons:?}");
+    assert!(
+        reasons.iter().all(|(_, r)| *r == "MSG_SIZE_TOO_LARGE"),
+        "{reasons:?}"
+    );
+    assert_eq!(fin["total_events_failed"], big.len() as i64, "{fin}");
+    assert_exactly_once(&env, &expected);
+}
+
+/// Item 4: the row-count estimate is best effort: a ClickHouse that cannot count (here: every count query
+/// times out) never fails the job, which completes without an estimate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_row_count_never_fails_the_job() {
+    support::require_services();
+    let target = support::clickhouse_url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let refuse_counts: fn(&[u8]) -> bool = |req| {
+        let has = |needle: &[u8]| req.windows(needle.len()).any(|w| w == needle);
+        has(b"count()") && !has(b"system.")
+    };
+    let (url, _proxy) = support::clickhouse_proxy(target, Some(refuse_counts)).await;
+    let mut env = Env::on("eo_count", support::kafka_bootstrap(), url).await;
+    env.extra_env.push((
+        "REPROCESSOR_CLICKHOUSE__RETRY_BUDGET_SECS".into(),
+        "3".into(),
+    ));
+    let rows = realistic_rows("t_count", "e1", 3_000, T0, DAY);
+    let expected = expected_events(&rows);
+    env.insert(&rows).await;
+    let daemon = env.start_daemon();
+    env.wait_topics(Duration::from_secs(60));
+    env.submit(
+        "count-1",
+        &command("count-1", "t_count", r#","batch_size":500"#),
+    )
+    .await;
+    let fin = env.wait_final("count-1", Duration::from_secs(120));
+    assert_eq!(fin["status"], "completed", "{fin}\n{}", daemon.log());
+    assert!(
+        fin.get("estimated_total").is_none_or(Value::is_null),
+        "{fin}"
+    );
+    assert_completed_exactly(&env, &fin, rows.len(), &expected);
+}
+
+/// Item 5: a cancel followed at once by a pause: the cancel is not lost (the job ends `cancelled`) and the
+/// pause gets a `rejected` result, since the job is cancelled once its pending request is honoured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_followed_at_once_by_a_pause_cancels() {
+    let env = Env::new("eo_ctl").await;
+    let rows = realistic_rows("t_ctl", "e1", 6_000, T0, DAY);
+    env.insert(&rows).await;
+    let daemon = env.start_daemon();
+    env.wait_topics(Duration::from_secs(60));
+    env.submit(
+        "ctl-1",
+        &command(
+            "ctl-1",
+            "t_ctl",
+            r#","batch_size":200,"max_events_per_second":400"#,
+        ),
+    )
+    .await;
+    wait_published(&env, "ctl-1", 400, Duration::from_secs(60));
+    let (_, cancel_at) = env
+        .produce("ctl-1", None, r#"{"type":"cancel","job_id":"ctl-1"}"#)
+        .await;
+    let (_, pause_at) = env
+        .produce("ctl-1", None, r#"{"type":"pause","job_id":"ctl-1"}"#)
+        .await;
+    let fin = env.wait_final("ctl-1", Duration::from_secs(60));
+    assert_eq!(fin["status"], "cancelled", "{fin}\n{}", daemon.log());
+    std::thread::sleep(Duration::from_secs(2));
+    let results = env.results("ctl-1");
+    let rejected: Vec<&Value> = results
+        .iter()
+        .filter(|v| v["status"] == "rejected")
+        .collect();
+    assert_eq!(rejected.len(), 1, "{results:?}");
+    assert_eq!(
+        rejected[0]["offset"].as_i64(),
+        Some(pause_at),
+        "{rejected:?}"
+    );
+    assert!(
+        rejected[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled"),
+        "{rejected:?}"
+    );
+    assert!(cancel_at < pause_at);
+    assert!(
+        !results.iter().any(|v| v["status"] == "paused"),
+        "{results:?}"
+    );
+}
+
+/// Several jobs on two daemons of one group, with the daemons killed and frozen at random: every job
+/// completes with exact counters and every event is published exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_jobs_two_daemons_kills_and_stalls_lose_and_duplicate_nothing() {
+    let env = Env::new("eo_chaos").await;
+    let jobs = ["chaos-a", "chaos-b", "chaos-c", "chaos-d"];
+    let mut all_rows: Vec<InsertRow> = Vec::new();
+    for (k, job) in jobs.iter().enumerate() {
+        all_rows.extend(realistic_rows(
+            &format!("t_{job}"),
+            "e1",
+            9_000 + 500 * k as u64,
+            T0,
+            DAY,
+        ));
+    }
+    env.insert(&all_rows).await;
+    let mut a = env.start_instance("a");
+    env.wait_topics(Duration::from_secs(60));
+    let mut b = env.start_instance("b");
+    for job in jobs {
+        env.submit(
+            job,
+            &command(
+                job,
+                &format!("t_{job}"),
+                r#","batch_size":300,"max_events_per_second":300"#,
+            ),
+        )
+        .await;
+    }
+    // (seconds after the previous step, what happens)
+    let plan: [(u64, &str); 7] = [
+        (4, "kill a"),
+        (4, "kill b"),
+        (3, "stop a"),
+        (4, "kill b"),
+        (4, "kill a"),
+        (3, "stop b"),
+        (4, "kill a"),
+    ];
+    for (wait, step) in plan {
+        std::thread::sleep(Duration::from_secs(wait));
+        let (who, other) = if step.ends_with('a') {
+            (&mut a, "a")
+        } else {
+            (&mut b, "b")
+        };
+        if step.starts_with("kill") {
+            who.kill();
+            *who = env.start_instance(other);
+        } else {
+            who.stop();
+            std::thread::sleep(Duration::from_secs(15));
+            who.cont();
+        }
+    }
+    for (k, job) in jobs.iter().enumerate() {
+        let fin = env.wait_final(job, Duration::from_secs(300));
+        assert_eq!(
+            fin["status"],
+            "completed",
+            "{job}: {fin}\n{}\n{}",
+            a.log(),
+            b.log()
+        );
+        assert_eq!(
+            fin["total_events_found"],
+            9_000 + 500 * k as i64,
+            "{job}: {fin}"
+        );
+        let finals = env
+            .results(job)
+            .iter()
+            .filter(|v| v["status"] == "completed")
+            .count();
+        assert_eq!(finals, 1, "{job}");
+    }
+    assert_exactly_once(&env, &expected_events(&all_rows));
 }

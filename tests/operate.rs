@@ -10,18 +10,13 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use raw_events_reprocessor::batch::sampled_in;
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use support::harness::{
     Env, InsertRow, assert_exactly_once, expected_events, realistic_payload, realistic_rows,
     rfc3339,
 };
+use support::{DAY, T0};
 use support::{OwnServices, clickhouse_url, require_services};
-
-const DAY: i64 = 86_400_000;
-/// 2024-03-01T00:00:00Z
-const T0: i64 = 1_709_251_200_000;
 
 fn command(job: &str, tenant: &str, extra: &str) -> String {
     format!(
@@ -52,22 +47,7 @@ fn status_of(env: &Env, job: &str) -> Value {
 
 /// Produces a command with `key`, on `partition` when given; returns the partition it landed on.
 async fn produce(env: &Env, key: &str, partition: Option<i32>, value: &str) -> i32 {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &env.kafka)
-        .set("partitioner", "murmur2_random")
-        .create()
-        .unwrap();
-    let topic = env.topic("commands");
-    let mut rec = FutureRecord::to(&topic).key(key).payload(value);
-    if let Some(p) = partition {
-        rec = rec.partition(p);
-    }
-    producer
-        .send(rec, Duration::from_secs(30))
-        .await
-        .map_err(|(e, _)| e)
-        .expect("produce command")
-        .partition
+    env.produce(key, partition, value).await.0
 }
 
 fn statuses(env: &Env, job: &str) -> Vec<String> {
@@ -437,7 +417,7 @@ async fn the_same_sample_twice_is_the_same_set() {
     let rows = realistic_rows("t_sample", "e1", 4_000, T0, DAY);
     let kept: Vec<InsertRow> = rows
         .iter()
-        .filter(|r| sampled_in(&r.id, 0.3))
+        .filter(|r| sampled_in(r.id.as_bytes(), 0.3))
         .cloned()
         .collect();
     let want: BTreeSet<String> = expected_events(&kept)

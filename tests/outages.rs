@@ -6,10 +6,8 @@ mod support;
 use std::time::Duration;
 
 use support::harness::{Env, assert_exactly_once, expected_events, realistic_rows, rfc3339};
+use support::{DAY, T0};
 use support::{OwnServices, clickhouse_url, kafka_bootstrap, require_services};
-
-const DAY: i64 = 86_400_000;
-const T0: i64 = 1_709_251_200_000;
 
 fn command(job: &str, tenant: &str, batch: u32) -> String {
     format!(

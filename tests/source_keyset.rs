@@ -4,6 +4,8 @@
 //! Each test uses its own database `src_test_<name>` with both tables created from `schemas/clickhouse/*.sql`,
 //! so tests run in parallel. A missing service fails the test with a message saying how to start it.
 
+mod support;
+
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -11,38 +13,11 @@ use raw_events_reprocessor::config::ClickHouseConfig;
 use raw_events_reprocessor::source::{Cursor, Filters, Mode, RawRow, Source, SourceError};
 use serde::Serialize;
 
-const DAY: i64 = 86_400_000;
-/// 2024-03-01T00:00:00Z
-const D0: i64 = 1_709_251_200_000;
+use support::harness::InsertRow;
+use support::{DAY, T0 as D0};
 
 fn url() -> String {
-    std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
-}
-
-#[derive(Clone, Debug, clickhouse::Row, Serialize)]
-struct Ins {
-    id: String,
-    tenant_id: String,
-    environment_id: String,
-    external_customer_id: String,
-    event_name: String,
-    source: Option<String>,
-    #[serde(with = "serde_bytes")]
-    payload: Vec<u8>,
-    field1: Option<String>,
-    field2: Option<String>,
-    field3: Option<String>,
-    field4: Option<String>,
-    field5: Option<String>,
-    field6: Option<String>,
-    field7: Option<String>,
-    field8: Option<String>,
-    field9: Option<String>,
-    field10: Option<String>,
-    timestamp: i64,
-    ingested_at: i64,
-    version: u64,
-    sign: i8,
+    support::clickhouse_url()
 }
 
 #[derive(Clone, Debug, clickhouse::Row, Serialize)]
@@ -58,6 +33,8 @@ struct InsEvent {
     ingested_at: i64,
     properties: String,
 }
+
+type Ins = InsertRow;
 
 fn ins(tenant: &str, env: &str, cust: &str, ts: i64, id: &str, name: &str, version: u64) -> Ins {
     Ins {
@@ -90,29 +67,7 @@ fn ins(tenant: &str, env: &str, cust: &str, ts: i64, id: &str, name: &str, versi
 }
 
 fn to_raw(r: &Ins) -> RawRow {
-    RawRow {
-        id: r.id.clone(),
-        tenant_id: r.tenant_id.clone(),
-        environment_id: r.environment_id.clone(),
-        external_customer_id: r.external_customer_id.clone(),
-        event_name: r.event_name.clone(),
-        source: r.source.clone(),
-        payload: r.payload.clone(),
-        field1: r.field1.clone(),
-        field2: r.field2.clone(),
-        field3: r.field3.clone(),
-        field4: r.field4.clone(),
-        field5: r.field5.clone(),
-        field6: r.field6.clone(),
-        field7: r.field7.clone(),
-        field8: r.field8.clone(),
-        field9: r.field9.clone(),
-        field10: r.field10.clone(),
-        timestamp_ms: r.timestamp,
-        ingested_at_ms: r.ingested_at,
-        version: r.version,
-        sign: r.sign,
-    }
+    r.to_raw()
 }
 
 /// Which ORDER BY the test table has.
@@ -319,7 +274,12 @@ fn dataset(key: Key) -> (Vec<Ins>, Vec<Ins>) {
     (first, second)
 }
 
-fn key_tuple(key: Key, r: &RawRow) -> (i64, String, i64, String, String) {
+/// A column of a row read back, as text (the test data is UTF-8).
+fn s(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).expect("test data is UTF-8")
+}
+
+fn key_tuple(key: Key, r: &RawRow) -> (i64, Vec<u8>, i64, Vec<u8>, Vec<u8>) {
     let day = r.timestamp_ms.div_euclid(DAY);
     match key {
         Key::Current => (
@@ -327,7 +287,7 @@ fn key_tuple(key: Key, r: &RawRow) -> (i64, String, i64, String, String) {
             r.external_customer_id.clone(),
             r.timestamp_ms,
             r.id.clone(),
-            String::new(),
+            Vec::new(),
         ),
         Key::Older => (
             day,
@@ -381,15 +341,18 @@ fn expected(key: Key, inserts: &[&[Ins]], f: &Filters, events: &[InsEvent]) -> V
     let mut out: Vec<RawRow> = newest
         .into_values()
         .filter(|r| {
-            r.tenant_id == f.tenant_id
-                && r.environment_id == f.environment_id
+            let id = s(&r.id).to_string();
+            s(&r.tenant_id) == f.tenant_id
+                && s(&r.environment_id) == f.environment_id
                 && (f.external_customer_ids.is_empty()
-                    || f.external_customer_ids.contains(&r.external_customer_id))
-                && (f.event_names.is_empty() || f.event_names.contains(&r.event_name))
-                && (f.event_ids.is_empty() || f.event_ids.contains(&r.id))
+                    || f.external_customer_ids
+                        .contains(&s(&r.external_customer_id).to_string()))
+                && (f.event_names.is_empty()
+                    || f.event_names.contains(&s(&r.event_name).to_string()))
+                && (f.event_ids.is_empty() || f.event_ids.contains(&id))
                 && r.timestamp_ms >= f.start_ms
                 && r.timestamp_ms < f.end_ms
-                && (f.mode == Mode::All || !done.contains(r.id.as_str()))
+                && (f.mode == Mode::All || !done.contains(id.as_str()))
         })
         .collect();
     out.sort_by_key(|r| key_tuple(key, r));
@@ -434,7 +397,7 @@ async fn read_all(src: &Source, f: &Filters, batch: u32) -> (Vec<RawRow>, usize)
 }
 
 fn assert_same(got: &[RawRow], want: &[RawRow], what: &str) {
-    let ids: HashSet<&str> = got.iter().map(|r| r.id.as_str()).collect();
+    let ids: HashSet<&[u8]> = got.iter().map(|r| r.id.as_slice()).collect();
     assert_eq!(ids.len(), got.len(), "{what}: a row came twice");
     if got != want {
         let first = got.iter().zip(want).position(|(a, b)| a != b);
@@ -729,16 +692,16 @@ async fn hostile_filter_values_match_only_literally() {
         let f = filters(v, v);
         let (got, _) = read_all(&src, &f, 3).await;
         assert_eq!(got.len(), 1, "{label:?}");
-        assert_eq!(&got[0].id, v);
+        assert_eq!(s(&got[0].id), v);
         // As customer, event name and id lists.
         let mut f = filters("t1", "e1");
         f.external_customer_ids = vec![v.clone()];
         let (got, _) = read_all(&src, &f, 3).await;
         assert_eq!(got.len(), 1, "customer {label:?}");
-        assert_eq!(&got[0].external_customer_id, v);
+        assert_eq!(s(&got[0].external_customer_id), v);
         let mut f = filters("t1", "e1");
         f.event_names = vec![v.clone(), "nothing".into()];
-        f.event_ids = vec![got[0].id.clone(), v.clone()];
+        f.event_ids = vec![s(&got[0].id).to_string(), v.clone()];
         f.mode = Mode::Pending;
         let (got, _) = read_all(&src, &f, 3).await;
         assert_eq!(got.len(), 1, "event name {label:?}");
@@ -790,7 +753,7 @@ async fn rows_arriving_during_a_replay() {
             ins(
                 "t1",
                 "e1",
-                &c.external_customer_id,
+                s(&c.external_customer_id),
                 c.timestamp_ms - 1,
                 &format!("late{round}a"),
                 "n",
@@ -817,7 +780,7 @@ async fn rows_arriving_during_a_replay() {
         batch.push(ahead);
         db.insert(&batch).await;
     }
-    let ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
+    let ids: Vec<&str> = got.iter().map(|r| s(&r.id)).collect();
     let unique: HashSet<&str> = ids.iter().copied().collect();
     assert_eq!(ids.len(), unique.len(), "a row was read twice");
     for r in &rows {
@@ -828,7 +791,7 @@ async fn rows_arriving_during_a_replay() {
             .any(|id| id.starts_with("late") && (id.ends_with('a') || id.ends_with('b')))
     );
     // Rows that arrived ahead of the cursor are read (the customer `zz` sorts last in its day).
-    assert!(late_ahead.iter().all(|r| unique.contains(r.id.as_str())));
+    assert!(late_ahead.iter().all(|r| unique.contains(s(&r.id))));
     assert_eq!(got.len(), rows.len() + late_ahead.len());
 }
 
@@ -930,6 +893,97 @@ async fn invalid_utf8_payload_comes_through() {
     let (got, _) = read_all(&src, &filters("t1", "e1"), 10).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].payload, r.payload);
+}
+
+/// Key columns that are not valid UTF-8 never fail a page: the rows come through with their exact bytes, in
+/// bytewise key order, and a cursor on such a row resumes exactly after it (SPEC §4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_columns_that_are_not_utf8_page_and_resume_exactly() {
+    let db = setup("badkeys", Key::Current, 1024).await;
+    let mut rows: Vec<Ins> = (0..6)
+        .map(|i| {
+            ins(
+                "t1",
+                "e1",
+                &format!("c{i}"),
+                D0 + i,
+                &format!("r{i}"),
+                "n",
+                1,
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        (&a.external_customer_id, a.timestamp).cmp(&(&b.external_customer_id, b.timestamp))
+    });
+    db.insert(&rows).await;
+    // Three rows with bytes that are not UTF-8 in the id, the customer and the event name.
+    let sql = format!(
+        "INSERT INTO {}.raw_events (id, tenant_id, environment_id, external_customer_id, event_name, payload, timestamp, version) VALUES \
+         (unhex('ff01'), 't1', 'e1', 'c2', 'n', '{{}}', fromUnixTimestamp64Milli(toInt64({}), 'UTC'), 1), \
+         ('r-odd-cust', 't1', 'e1', unhex('63ff'), 'n', '{{}}', fromUnixTimestamp64Milli(toInt64({}), 'UTC'), 1), \
+         (unhex('72c3'), 't1', 'e1', 'c4', unhex('fe'), '{{}}', fromUnixTimestamp64Milli(toInt64({}), 'UTC'), 1)",
+        db.name,
+        D0 + 2,
+        D0 + 7,
+        D0 + 4
+    );
+    db.admin.query(&sql).execute().await.unwrap();
+    let src = db.source().await;
+    let (got, pages) = read_all(&src, &filters("t1", "e1"), 1).await;
+    assert_eq!(got.len(), 9, "{got:?}");
+    assert!(pages >= 9);
+    let keys: Vec<(Vec<u8>, i64, Vec<u8>)> = got
+        .iter()
+        .map(|r| (r.external_customer_id.clone(), r.timestamp_ms, r.id.clone()))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "bytewise key order");
+    let odd: Vec<&RawRow> = got
+        .iter()
+        .filter(|r| r.invalid_utf8_key().is_some())
+        .collect();
+    assert_eq!(odd.len(), 3);
+    assert!(got.iter().any(|r| r.id == [0xff, 0x01]));
+    assert!(got.iter().any(|r| r.external_customer_id == [b'c', 0xff]));
+    assert!(
+        got.iter()
+            .any(|r| r.event_name == [0xfe] && r.id == [b'r', 0xc3])
+    );
+}
+
+/// A `timestamp` of another precision than `DateTime64(3)` is refused when the source connects, naming the type
+/// (a millisecond cursor would re-read rows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timestamp_of_another_precision_is_refused_at_start() {
+    let db = setup("micros", Key::Current, 1024).await;
+    db.admin
+        .query(&format!("DROP TABLE {}.raw_events", db.name))
+        .execute()
+        .await
+        .unwrap();
+    let ddl = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schemas/clickhouse/002_raw_events.sql"
+    ))
+    .unwrap()
+    .replace("flexprice.", &format!("{}.", db.name))
+    .replace("timestamp DateTime64(3)", "timestamp DateTime64(6)");
+    assert!(ddl.contains("DateTime64(6)"), "{ddl}");
+    let ddl: String = ddl
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    db.admin.query(&ddl).execute().await.unwrap();
+    let e = Source::connect(&db.config()).await.unwrap_err();
+    assert!(matches!(e, SourceError::UnsupportedTimestamp { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("DateTime64(6)") && text.contains("raw_events"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1079,27 +1133,6 @@ async fn configured_sorting_key_wins() {
     assert!(json["timestamp"].as_str().unwrap().ends_with('Z'));
 }
 
-/// A TCP proxy to ClickHouse that can be cut, to see a server disappear under a connected source.
-async fn proxy(target: String) -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let mut conns = tokio::task::JoinSet::new();
-        loop {
-            let Ok((mut inbound, _)) = listener.accept().await else {
-                break;
-            };
-            let target = target.clone();
-            conns.spawn(async move {
-                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
-    (format!("http://{addr}"), task)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_tells_unreachable_from_missing_table() {
     let db = setup("ping", Key::Current, 1024).await;
@@ -1107,7 +1140,7 @@ async fn ping_tells_unreachable_from_missing_table() {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
-    let (proxied, task) = proxy(target).await;
+    let (proxied, task) = support::clickhouse_proxy(target, None).await;
     let mut cfg = db.config();
     cfg.url = proxied;
     cfg.retry_budget_secs = 1;

@@ -15,16 +15,16 @@ use crate::job::records::{OutRecord, Records};
 use crate::job::{
     Checkpoint, Counters, DeadLetter, DeadLetterStage, RawEventJson, ResultRecord, ResultStatus,
 };
-use crate::source::RawRow;
+use crate::source::{RawRow, text};
 use crate::transform::{self, Outcome};
 
 /// Keeps a row when `xxh3_64(id) / 2^64 < rate` (SPEC §7): the same subset on every run, and a smaller rate
 /// keeps a subset of a larger one's.
-pub fn sampled_in(id: &str, rate: f64) -> bool {
+pub fn sampled_in(id: &[u8], rate: f64) -> bool {
     if rate >= 1.0 {
         return true;
     }
-    let h = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
+    let h = xxhash_rust::xxh3::xxh3_64(id);
     (h as f64) / 18_446_744_073_709_551_616.0 < rate
 }
 
@@ -81,7 +81,7 @@ pub fn build(
             batch_position: i as i64 + 1,
             at: &at,
         };
-        match row_record(records, &place, row, i, refused) {
+        match row_record(records, spec, &place, row, i, refused) {
             Ok(event) => {
                 out.delta.published += 1;
                 if debug_on {
@@ -122,22 +122,28 @@ pub fn build(
 /// The event record of one row, or its dead letter.
 fn row_record(
     records: &Records,
+    spec: &JobSpec,
     place: &RowPlace<'_>,
     row: &RawRow,
     i: usize,
     refused: &HashMap<usize, String>,
 ) -> Result<OutRecord, Box<DeadLetter>> {
     let raw = || RawEventJson::of(row, usize::MAX);
+    if let Some(column) = row.invalid_utf8_key() {
+        return Err(Box::new(DeadLetter::invalid_utf8(place, column, raw())));
+    }
     if let Some(name) = refused.get(&i) {
         let message = format!("the broker refused the event: {name}");
         return Err(Box::new(DeadLetter::publish(place, name, message, raw())));
     }
-    let outcome = transform::transform(&row.payload, &row.tenant_id, &row.environment_id);
+    // The row's tenant and environment are the job's (the query filters on them).
+    let (tenant, environment) = (spec.tenant_id.as_str(), spec.environment_id.as_str());
+    let outcome = transform::transform(&row.payload, tenant, environment);
     let Outcome::Event(ev) = outcome else {
         let dl = DeadLetter::of_outcome(place, &outcome, raw).expect("not an event");
         return Err(Box::new(dl));
     };
-    let rec = records.event(ev, &row.tenant_id, &row.environment_id, i);
+    let rec = records.event(ev, tenant, environment, i);
     if rec.wire_size() > records.max_event_bytes {
         let message = format!(
             "event of {} bytes exceeds max.message.bytes {} of topic {}",
@@ -162,7 +168,11 @@ pub fn emit_logs(job_id: &str, rows: &[RawRow], batch_no: i64, built: &Built, dr
         let row = &rows[l.row];
         let ts = format_ms(row.timestamp_ms);
         let pos = l.row + 1;
-        let (id, customer, name) = (&row.id, &row.external_customer_id, &row.event_name);
+        let (id, customer, name) = (
+            text(&row.id),
+            text(&row.external_customer_id),
+            text(&row.event_name),
+        );
         match l.stage {
             None => {
                 debug!(job_id, raw_event_id = %id, external_customer_id = %customer, event_name = %name, timestamp = %ts, batch = batch_no, batch_position = pos, "published transformed event")
@@ -305,9 +315,9 @@ mod tests {
 
     fn rows() -> Vec<RawRow> {
         let row = |id: &str, payload: Vec<u8>| RawRow {
-            id: id.into(),
-            tenant_id: "t".into(),
-            environment_id: "e".into(),
+            id: id.as_bytes().to_vec(),
+            tenant_id: b"t".to_vec(),
+            environment_id: b"e".to_vec(),
             payload,
             ..Default::default()
         };
@@ -397,9 +407,11 @@ mod tests {
 
     #[test]
     fn sampling_is_deterministic_and_close_to_the_rate() {
-        let ids: Vec<String> = (0..20_000).map(|i| format!("evt-{i}")).collect();
-        let kept: Vec<&String> = ids.iter().filter(|id| sampled_in(id, 0.25)).collect();
-        let again: Vec<&String> = ids.iter().filter(|id| sampled_in(id, 0.25)).collect();
+        let ids: Vec<Vec<u8>> = (0..20_000)
+            .map(|i| format!("evt-{i}").into_bytes())
+            .collect();
+        let kept: Vec<&Vec<u8>> = ids.iter().filter(|id| sampled_in(id, 0.25)).collect();
+        let again: Vec<&Vec<u8>> = ids.iter().filter(|id| sampled_in(id, 0.25)).collect();
         assert_eq!(kept, again);
         let share = kept.len() as f64 / ids.len() as f64;
         assert!((0.23..0.27).contains(&share), "{share}");

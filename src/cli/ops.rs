@@ -652,19 +652,7 @@ pub fn watch(
 /// The cursor of a checkpoint, named by column (the daemon's sorting key is not known here: `event_name` is
 /// shown when the cursor carries one).
 fn cursor_json(cp: &Checkpoint) -> Value {
-    match &cp.cursor {
-        None => Value::Null,
-        Some(c) => {
-            let mut m = Map::new();
-            m.insert("external_customer_id".into(), json!(c.external_customer_id));
-            m.insert("timestamp".into(), json!(format_ms(c.timestamp_ms)));
-            if !c.event_name.is_empty() {
-                m.insert("event_name".into(), json!(c.event_name));
-            }
-            m.insert("id".into(), json!(c.id));
-            Value::Object(m)
-        }
-    }
+    cp.cursor.as_ref().map_or(Value::Null, |c| c.to_json())
 }
 
 /// One job in full, as `status JOB --json` prints it.
@@ -775,9 +763,9 @@ pub async fn status(
             .map(|c| {
                 format!(
                     "{} {} {}",
-                    c.external_customer_id,
+                    crate::source::text(&c.external_customer_id),
                     format_ms(c.timestamp_ms),
-                    c.id
+                    crate::source::text(&c.id)
                 )
             })
             .unwrap_or_else(|| "-".into());

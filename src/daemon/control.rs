@@ -88,13 +88,15 @@ impl Control {
     }
 
     /// Decides a command with what the state table knows, after reading the job's state partition to its
-    /// true end (so a job accepted moments ago elsewhere is known, whatever transaction is open).
+    /// true end (so a job accepted moments ago elsewhere is known), waiting at most
+    /// `kafka.command_state_wait()` for transactions open on it, so that a transaction left open by a crashed
+    /// producer cannot hold the control partition for its whole timeout.
     async fn decide(&self, origin: &CommandOrigin, payload: &[u8], slots_full: bool) -> Verdict {
         let now = now_ms();
         let parsed = command::parse(payload, origin, self.limits(), now);
         if let Ok(c) = &parsed {
             let partition = self.ctx.records.state_partition_of(c.job_id());
-            let timeout = self.ctx.cfg.kafka.transaction_timeout();
+            let timeout = self.ctx.cfg.kafka.command_state_wait();
             if let Err(e) = self.ctx.state.sync_partition(partition, timeout).await {
                 warn!(error = %e, "deciding the command with the state read so far");
             }
@@ -197,6 +199,7 @@ impl Control {
                     // The broker will never take these records (e.g. a checkpoint over the state topic's
                     // max.message.bytes): the command is rejected instead, so it cannot block its partition.
                     let names: Vec<String> = refused.into_iter().map(|(_, n)| n).collect();
+                    self.producers.remove(&partition);
                     verdict = Verdict::Reject {
                         job_id: verdict_job(&verdict).to_string(),
                         reason: format!(

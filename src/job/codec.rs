@@ -73,18 +73,28 @@ impl KnownSchema {
         out
     }
 
-    fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, StateDecodeError> {
-        let value = self
-            .reader
-            .read_value(&mut &bytes[..])
-            .map_err(|e| StateDecodeError::Avro(e.to_string()))?;
-        apache_avro::from_value(&value).map_err(|e| StateDecodeError::Avro(e.to_string()))
+    /// Decodes a value written with this schema; `current` resolves it to the current schema first (Avro
+    /// schema resolution: new fields take their defaults, `string` is promoted to `bytes`).
+    fn decode<T: DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+        current: Option<&KnownSchema>,
+    ) -> Result<T, StateDecodeError> {
+        let avro = |e: apache_avro::Error| StateDecodeError::Avro(e.to_string());
+        let mut value = self.reader.read_value(&mut &bytes[..]).map_err(avro)?;
+        if let Some(current) = current {
+            value = value.resolve(&current.schema).map_err(avro)?;
+        }
+        apache_avro::from_value(&value).map_err(avro)
     }
 }
 
-/// Checkpoint schema v1 (`schemas/avro/checkpoint.avsc`, embedded at build time).
-static CHECKPOINT_V1: LazyLock<KnownSchema> =
+/// The current checkpoint schema (`schemas/avro/checkpoint.avsc`, version 2, embedded at build time).
+static CHECKPOINT: LazyLock<KnownSchema> =
     LazyLock::new(|| KnownSchema::parse(include_str!("../../schemas/avro/checkpoint.avsc")));
+/// Checkpoint schema version 1 (`schemas/avro/checkpoint.v1.avsc`): read, resolved to the current one.
+static CHECKPOINT_V1: LazyLock<KnownSchema> =
+    LazyLock::new(|| KnownSchema::parse(include_str!("../../schemas/avro/checkpoint.v1.avsc")));
 /// Control request schema v1 (`schemas/avro/control_request.avsc`).
 static CONTROL_V1: LazyLock<KnownSchema> =
     LazyLock::new(|| KnownSchema::parse(include_str!("../../schemas/avro/control_request.avsc")));
@@ -92,7 +102,7 @@ static CONTROL_V1: LazyLock<KnownSchema> =
 impl Checkpoint {
     /// Avro single-object encoding with the current checkpoint schema.
     pub fn encode(&self) -> Vec<u8> {
-        CHECKPOINT_V1.encode(self)
+        CHECKPOINT.encode(self)
     }
 }
 
@@ -109,12 +119,15 @@ pub fn decode_state(bytes: &[u8]) -> Result<StateRecord, StateDecodeError> {
         return Err(StateDecodeError::NotSingleObject);
     }
     let fp: [u8; 8] = bytes[2..10].try_into().expect("8 bytes");
-    if fp == CHECKPOINT_V1.fingerprint {
+    if fp == CHECKPOINT.fingerprint {
         Ok(StateRecord::Checkpoint(Box::new(
-            CHECKPOINT_V1.decode(bytes)?,
+            CHECKPOINT.decode(bytes, None)?,
         )))
+    } else if fp == CHECKPOINT_V1.fingerprint {
+        let cp = CHECKPOINT_V1.decode(bytes, Some(&CHECKPOINT))?;
+        Ok(StateRecord::Checkpoint(Box::new(cp)))
     } else if fp == CONTROL_V1.fingerprint {
-        Ok(StateRecord::Control(CONTROL_V1.decode(bytes)?))
+        Ok(StateRecord::Control(CONTROL_V1.decode(bytes, None)?))
     } else {
         Err(StateDecodeError::UnknownSchema(u64::from_le_bytes(fp)))
     }
@@ -132,7 +145,7 @@ mod tests {
         let cp = checkpoint();
         let bytes = cp.encode();
         assert_eq!(&bytes[..2], &[0xC3, 0x01]);
-        assert_eq!(&bytes[2..10], &CHECKPOINT_V1.fingerprint);
+        assert_eq!(&bytes[2..10], &CHECKPOINT.fingerprint);
         assert_eq!(
             decode_state(&bytes).unwrap(),
             StateRecord::Checkpoint(Box::new(cp.clone()))
@@ -156,7 +169,58 @@ mod tests {
             at_ms: 9,
         };
         assert_eq!(decode_state(&r.encode()).unwrap(), StateRecord::Control(r));
-        assert_ne!(CONTROL_V1.fingerprint, CHECKPOINT_V1.fingerprint);
+        assert_ne!(CONTROL_V1.fingerprint, CHECKPOINT.fingerprint);
+    }
+
+    #[test]
+    fn version_1_checkpoints_are_read_and_cursor_bytes_survive() {
+        // A checkpoint as version 1 wrote it (string cursor columns).
+        let cp = checkpoint();
+        let v1 = apache_avro::to_value(&cp).unwrap();
+        let v1 = match v1 {
+            apache_avro::types::Value::Record(fields) => apache_avro::types::Value::Record(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (k, stringify_bytes(v)))
+                    .collect(),
+            ),
+            other => other,
+        };
+        let v1 = v1.resolve(&CHECKPOINT_V1.schema).unwrap();
+        let mut bytes = Vec::new();
+        CHECKPOINT_V1
+            .writer
+            .lock()
+            .unwrap()
+            .write_value(v1, &mut bytes)
+            .unwrap();
+        assert_eq!(&bytes[2..10], &CHECKPOINT_V1.fingerprint);
+        assert_eq!(
+            decode_state(&bytes).unwrap(),
+            StateRecord::Checkpoint(Box::new(cp.clone()))
+        );
+        // Version 2 keeps bytes that are not UTF-8.
+        let mut odd = cp;
+        odd.cursor.as_mut().unwrap().id = vec![0xff, 0x00, b'a'];
+        assert_eq!(
+            decode_state(&odd.encode()).unwrap(),
+            StateRecord::Checkpoint(Box::new(odd))
+        );
+    }
+
+    /// Bytes values (nested anywhere) as strings, the way version 1 held the cursor's columns.
+    fn stringify_bytes(v: apache_avro::types::Value) -> apache_avro::types::Value {
+        use apache_avro::types::Value as V;
+        match v {
+            V::Bytes(b) => V::String(String::from_utf8(b).unwrap()),
+            V::Record(f) => V::Record(
+                f.into_iter()
+                    .map(|(k, v)| (k, stringify_bytes(v)))
+                    .collect(),
+            ),
+            V::Union(i, b) => V::Union(i, Box::new(stringify_bytes(*b))),
+            other => other,
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::command::format_ms;
-use crate::source::RawRow;
+use crate::source::{RawRow, text};
 use crate::transform::{DropReason, ErrorStage, Outcome, TransformError};
 
 /// Stage of a dead letter (SPEC §8).
@@ -120,6 +120,19 @@ impl DeadLetter {
         }
     }
 
+    /// A key column of the row (`id`, `external_customer_id` or `event_name`, named by `column`) is not valid
+    /// UTF-8 (SPEC §4): reason `invalid_utf8`, validation stage (the row is counted as dropped).
+    pub fn invalid_utf8(place: &RowPlace<'_>, column: &str, raw: RawEventJson) -> DeadLetter {
+        let message = format!("column `{column}` is not valid UTF-8");
+        Self::new(
+            place,
+            DeadLetterStage::Validation,
+            "invalid_utf8",
+            message,
+            raw,
+        )
+    }
+
     /// The payload failed validation: reason = the drop reason's code.
     pub fn validation(place: &RowPlace<'_>, reason: DropReason, raw: RawEventJson) -> DeadLetter {
         let message = format!("validation failed: {}", reason.code());
@@ -212,7 +225,8 @@ pub struct RawEventJson {
 impl RawEventJson {
     /// Renders a row; the payload is cut to `max_payload_bytes` (at a character boundary when it is text)
     /// with `payload_truncated: true` when longer. A payload that is not valid UTF-8 is written as
-    /// `payload_base64` instead of `payload`.
+    /// `payload_base64` instead of `payload`; other columns that are not valid UTF-8 show U+FFFD where their
+    /// bytes are invalid.
     pub fn of(row: &RawRow, max_payload_bytes: usize) -> RawEventJson {
         let truncated = row.payload.len() > max_payload_bytes;
         let (payload, payload_base64) = match std::str::from_utf8(&row.payload) {
@@ -231,26 +245,28 @@ impl RawEventJson {
                 )
             }
         };
+        let t = |b: &[u8]| text(b).into_owned();
+        let opt = |b: &Option<Vec<u8>>| b.as_deref().map(t);
         RawEventJson {
-            id: row.id.clone(),
-            tenant_id: row.tenant_id.clone(),
-            environment_id: row.environment_id.clone(),
-            external_customer_id: row.external_customer_id.clone(),
-            event_name: row.event_name.clone(),
-            source: row.source.clone(),
+            id: t(&row.id),
+            tenant_id: t(&row.tenant_id),
+            environment_id: t(&row.environment_id),
+            external_customer_id: t(&row.external_customer_id),
+            event_name: t(&row.event_name),
+            source: opt(&row.source),
             payload,
             payload_base64,
             payload_truncated: truncated.then_some(true),
-            field1: row.field1.clone(),
-            field2: row.field2.clone(),
-            field3: row.field3.clone(),
-            field4: row.field4.clone(),
-            field5: row.field5.clone(),
-            field6: row.field6.clone(),
-            field7: row.field7.clone(),
-            field8: row.field8.clone(),
-            field9: row.field9.clone(),
-            field10: row.field10.clone(),
+            field1: opt(&row.field1),
+            field2: opt(&row.field2),
+            field3: opt(&row.field3),
+            field4: opt(&row.field4),
+            field5: opt(&row.field5),
+            field6: opt(&row.field6),
+            field7: opt(&row.field7),
+            field8: opt(&row.field8),
+            field9: opt(&row.field9),
+            field10: opt(&row.field10),
             timestamp: format_ms(row.timestamp_ms),
             ingested_at: format_ms(row.ingested_at_ms),
             version: row.version.to_string(),
@@ -279,11 +295,12 @@ mod tests {
     #[test]
     fn dead_letters_match_their_schema_and_keep_bad_payloads() {
         let mut row = RawRow {
-            id: "r1".into(),
+            id: b"r1".to_vec(),
             payload: b"{\"a\":1}".to_vec(),
             timestamp_ms: 1_704_067_200_123,
             version: u64::MAX,
-            field3: Some("f".into()),
+            field3: Some(b"f".to_vec()),
+            field4: Some(vec![b'g', 0xc3]),
             ..Default::default()
         };
         let d = DeadLetter::validation(
@@ -299,6 +316,7 @@ mod tests {
         assert_eq!(d.raw_event.payload.as_deref(), Some("{\"a\":1}"));
         assert_eq!(d.raw_event.version, "18446744073709551615");
         assert_eq!(d.raw_event.timestamp, "2024-01-01T00:00:00.123Z");
+        assert_eq!(d.raw_event.field4.as_deref(), Some("g\u{fffd}"));
 
         row.payload = vec![b'{', 0xff, 0xfe, b'}'];
         let d = DeadLetter::publish(

@@ -219,7 +219,7 @@ impl Records {
         OutRecord {
             topic: self.topics.dlq.clone(),
             partition: None,
-            key: row.id.clone().into_bytes(),
+            key: row.id.clone(),
             value: Some(value),
             headers,
             tag: None,
@@ -309,7 +309,7 @@ mod tests {
     fn dead_letters_are_cut_to_fit_their_topic() {
         let r = records();
         let row = RawRow {
-            id: "r1".into(),
+            id: b"r1".to_vec(),
             payload: vec![b'x'; 10_000],
             ..Default::default()
         };

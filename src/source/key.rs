@@ -87,20 +87,26 @@ impl SortingKey {
 
     /// The cursor as the results topic shows it (SPEC §6): a JSON object named by the sorting-key columns,
     /// e.g. `{"external_customer_id":"c1","timestamp":"2024-01-01T00:00:00.123Z","id":"e1"}`; timestamps are
-    /// RFC 3339 UTC with milliseconds.
+    /// RFC 3339 UTC with milliseconds; bytes that are not UTF-8 show as U+FFFD (the checkpoint keeps them).
     pub fn cursor_json(&self, c: &Cursor) -> serde_json::Value {
         let mut map = serde_json::Map::new();
         for col in &self.columns {
             let v = match col.as_str() {
-                "external_customer_id" => c.external_customer_id.clone(),
+                "external_customer_id" => super::text(&c.external_customer_id).into_owned(),
                 "timestamp" => rfc3339_ms(c.timestamp_ms),
-                "event_name" => c.event_name.clone(),
-                _ => c.id.clone(),
+                "event_name" => super::text(&c.event_name).into_owned(),
+                _ => super::text(&c.id).into_owned(),
             };
             map.insert(col.clone(), serde_json::Value::String(v));
         }
         serde_json::Value::Object(map)
     }
+}
+
+/// Whether a `timestamp` column type holds milliseconds: `DateTime64(3)`, with or without a time zone.
+pub fn millisecond_timestamp(column_type: &str) -> bool {
+    let t = column_type.trim();
+    t == "DateTime64(3)" || (t.starts_with("DateTime64(3,") && t.ends_with(')'))
 }
 
 /// `2024-01-01T00:00:00.123Z` for UTC milliseconds since the epoch.
@@ -261,16 +267,30 @@ mod tests {
         )
         .unwrap();
         let c = Cursor {
-            external_customer_id: "c1".into(),
+            external_customer_id: b"c1".to_vec(),
             timestamp_ms: 1_704_067_200_123,
-            event_name: "n".into(),
-            id: "e1".into(),
+            event_name: b"n".to_vec(),
+            id: b"e1".to_vec(),
         };
         assert_eq!(
             k.cursor_json(&c),
             serde_json::json!({"external_customer_id":"c1","timestamp":"2024-01-01T00:00:00.123Z","id":"e1"})
         );
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        let odd = Cursor {
+            id: vec![b'x', 0xff],
+            ..c
+        };
+        assert_eq!(k.cursor_json(&odd)["id"], "x\u{fffd}");
+        for (t, ok) in [
+            ("DateTime64(3)", true),
+            ("DateTime64(3, 'UTC')", true),
+            ("DateTime64(6)", false),
+            ("DateTime64(6, 'UTC')", false),
+            ("DateTime", false),
+        ] {
+            assert_eq!(millisecond_timestamp(t), ok, "{t}");
+        }
         assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
     }
 

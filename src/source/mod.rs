@@ -28,28 +28,47 @@ use retry::{Class, Failure};
 
 /// One row of `raw_events` (SPEC §4), newest version.
 ///
-/// Times are UTC milliseconds since the epoch (`DateTime64(3)` precision kept end to end).
+/// Every string column is read as bytes: a value that is not valid UTF-8 never fails a page (SPEC §4). The
+/// payload is transformed as it is; a row whose key columns (`id`, `external_customer_id`, `event_name`) are
+/// not valid UTF-8 is dead-lettered ([`RawRow::invalid_utf8_key`]) and its cursor keeps the exact bytes. Times
+/// are UTC milliseconds since the epoch (`DateTime64(3)` precision kept end to end).
 #[derive(Clone, Debug, Default, PartialEq, Eq, clickhouse::Row, Serialize, Deserialize)]
 pub struct RawRow {
-    pub id: String,
-    pub tenant_id: String,
-    pub environment_id: String,
-    pub external_customer_id: String,
-    pub event_name: String,
-    pub source: Option<String>,
-    /// The payload's bytes, untouched: it may be invalid UTF-8, which never fails a page (SPEC §4).
+    #[serde(with = "serde_bytes")]
+    pub id: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub tenant_id: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub environment_id: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub external_customer_id: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub event_name: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub source: Option<Vec<u8>>,
+    /// The payload's bytes, untouched.
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
-    pub field1: Option<String>,
-    pub field2: Option<String>,
-    pub field3: Option<String>,
-    pub field4: Option<String>,
-    pub field5: Option<String>,
-    pub field6: Option<String>,
-    pub field7: Option<String>,
-    pub field8: Option<String>,
-    pub field9: Option<String>,
-    pub field10: Option<String>,
+    #[serde(with = "serde_bytes")]
+    pub field1: Option<Vec<u8>>,
+    #[serde(with = "serde_bytes")]
+    pub field2: Option<Vec<u8>>,
+    #[serde(with = "serde_bytes")]
+    pub field3: Option<Vec<u8>>,
+    #[serde(with = "serde_bytes")]
+    pub field4: Option<Vec<u8>>,
+    #[serde(with = "serde_bytes")]
+    pub field5: Option<Vec<u8>>,
+    #[serde(with = "serde_bytes")]
+    pub field6: Option<Vec<u8>>,
+    #[serde(with = "serde_bytes")]
+    pub field7: Option<Vec<u8>>,
+    #[serde(with = "serde_bytes")]
+    pub field8: Option<Vec<u8>>,
+    #[serde(with = "serde_bytes")]
+    pub field9: Option<Vec<u8>>,
+    #[serde(with = "serde_bytes")]
+    pub field10: Option<Vec<u8>>,
     /// `timestamp`, UTC milliseconds.
     pub timestamp_ms: i64,
     /// `ingested_at`, UTC milliseconds.
@@ -57,6 +76,27 @@ pub struct RawRow {
     pub version: u64,
     /// Not interpreted (as in the original design).
     pub sign: i8,
+}
+
+/// A column's bytes as text: the UTF-8 they hold, with U+FFFD for invalid sequences (for logs and dead
+/// letters; never for keys or cursors, which keep the bytes).
+pub fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+impl RawRow {
+    /// The first key column (`id`, `external_customer_id`, `event_name`) that is not valid UTF-8, if any:
+    /// such a row cannot be named in an event and is dead-lettered with reason `invalid_utf8`.
+    pub fn invalid_utf8_key(&self) -> Option<&'static str> {
+        [
+            ("id", &self.id),
+            ("external_customer_id", &self.external_customer_id),
+            ("event_name", &self.event_name),
+        ]
+        .into_iter()
+        .find(|(_, v)| std::str::from_utf8(v).is_err())
+        .map(|(name, _)| name)
+    }
 }
 
 /// Which rows of the range a job replays (SPEC §3, §4).
@@ -88,16 +128,38 @@ pub struct Filters {
 
 /// The key columns of the last row returned: the position a replay resumes strictly after, and what the
 /// checkpoint stores (SPEC §4, §5). All four columns are kept so that any supported sorting key works; only
-/// the key's own columns take part in the comparison. `timestamp_ms` is UTC milliseconds.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// the key's own columns take part in the comparison. String columns are the row's exact bytes (they need not
+/// be UTF-8); `timestamp_ms` is UTC milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Cursor {
-    pub external_customer_id: String,
+    #[serde(with = "serde_bytes")]
+    pub external_customer_id: Vec<u8>,
     pub timestamp_ms: i64,
-    pub event_name: String,
-    pub id: String,
+    #[serde(with = "serde_bytes")]
+    pub event_name: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub id: Vec<u8>,
 }
 
 impl Cursor {
+    /// The cursor's columns as a JSON object when the sorting key is not known (the CLI): every column, with
+    /// `event_name` only when it is set; text as [`text`] renders it, the timestamp as RFC 3339 UTC ms.
+    /// (Results name the cursor by the table's sorting key: [`SortingKey::cursor_json`].)
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        let t = |b: &[u8]| serde_json::Value::String(text(b).into_owned());
+        m.insert("external_customer_id".into(), t(&self.external_customer_id));
+        m.insert(
+            "timestamp".into(),
+            serde_json::Value::String(key::rfc3339_ms(self.timestamp_ms)),
+        );
+        if !self.event_name.is_empty() {
+            m.insert("event_name".into(), t(&self.event_name));
+        }
+        m.insert("id".into(), t(&self.id));
+        serde_json::Value::Object(m)
+    }
+
     /// The cursor of a row.
     pub fn of(row: &RawRow) -> Cursor {
         Cursor {
@@ -170,6 +232,13 @@ pub enum SourceError {
         sorting_key: String,
         reason: String,
     },
+    /// The `timestamp` column is not `DateTime64(3)`: a millisecond cursor would re-read (or skip) rows of
+    /// another precision (SPEC §4).
+    #[error(
+        "column `timestamp` of {table} is {column_type}; only DateTime64(3) is supported (cursors and \
+         checkpoints hold UTC milliseconds)"
+    )]
+    UnsupportedTimestamp { table: String, column_type: String },
     /// A request the source cannot serve (e.g. `batch_size` 0).
     #[error("invalid source request: {0}")]
     InvalidRequest(String),
@@ -288,6 +357,12 @@ impl Source {
         } else {
             SortingKey::new(&table, &cfg.sorting_key)?
         };
+        if !key::millisecond_timestamp(&info.timestamp_type) {
+            return Err(SourceError::UnsupportedTimestamp {
+                table,
+                column_type: info.timestamp_type,
+            });
+        }
         inner.calendar = Calendar::new(&info.partition_key, &info.timestamp_type, &info.server_tz);
         tracing::debug!(table = %table, sorting_key = ?inner.key.columns(), calendar = ?inner.calendar, "ClickHouse source connected");
         Ok(Source {

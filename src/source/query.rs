@@ -118,27 +118,32 @@ fn push_filters(sql: &mut Sql, tables: &Tables, f: &Filters, lo_ms: i64, hi_ms: 
     }
 }
 
-/// The value expression of a cursor column.
+/// The value expression of a cursor column. String columns are the row's exact bytes, which need not be
+/// UTF-8: they travel hex-encoded and are compared as `unhex(…)` (a constant, so the primary index still
+/// applies).
 fn key_value(sql: &mut Sql, column: &str, c: &Cursor) -> String {
     let name = format!("k_{column}");
-    match column {
+    let bytes = match column {
         "timestamp" => {
             sql.param(&name, ParamValue::Int(c.timestamp_ms));
-            ms_expr(&name)
+            return ms_expr(&name);
         }
-        "external_customer_id" => {
-            sql.param(&name, ParamValue::Str(c.external_customer_id.clone()));
-            format!("{{{name}:String}}")
-        }
-        "event_name" => {
-            sql.param(&name, ParamValue::Str(c.event_name.clone()));
-            format!("{{{name}:String}}")
-        }
-        _ => {
-            sql.param(&name, ParamValue::Str(c.id.clone()));
-            format!("{{{name}:String}}")
-        }
-    }
+        "external_customer_id" => &c.external_customer_id,
+        "event_name" => &c.event_name,
+        _ => &c.id,
+    };
+    sql.param(&name, ParamValue::Str(hex(bytes)));
+    format!("unhex({{{name}:String}})")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// `key > cursor` in the expanded form the primary index can use (SPEC §4: a tuple comparison is not used by
@@ -268,10 +273,10 @@ mod tests {
 
     fn cursor() -> Cursor {
         Cursor {
-            external_customer_id: "c'1".into(),
+            external_customer_id: b"c'1".to_vec(),
             timestamp_ms: 1_700_000_000_123,
-            event_name: "ev".into(),
-            id: "id\\1".into(),
+            event_name: b"ev".to_vec(),
+            id: b"id\\1".to_vec(),
         }
     }
 
@@ -333,9 +338,10 @@ mod tests {
             1000,
         );
         let ts = "fromUnixTimestamp64Milli({k_timestamp:Int64}, 'UTC')";
+        let c = "unhex({k_external_customer_id:String})";
         let expected = format!(
-            "(external_customer_id > {{k_external_customer_id:String}} OR (external_customer_id = \
-             {{k_external_customer_id:String}} AND (timestamp > {ts} OR (timestamp = {ts} AND id > {{k_id:String}}))))"
+            "(external_customer_id > {c} OR (external_customer_id = {c} AND (timestamp > {ts} OR \
+             (timestamp = {ts} AND id > unhex({{k_id:String}})))))"
         );
         assert!(sql.text.contains(&expected), "{}", sql.text);
         assert!(sql.text.contains(
@@ -368,7 +374,7 @@ mod tests {
             Some(&cursor()),
             7,
         );
-        assert!(sql.text.contains("(event_name > {k_event_name:String} OR (event_name = {k_event_name:String} AND id > {k_id:String}))"), "{}", sql.text);
+        assert!(sql.text.contains("(event_name > unhex({k_event_name:String}) OR (event_name = unhex({k_event_name:String}) AND id > unhex({k_id:String})))"), "{}", sql.text);
         assert!(sql.text.contains("ORDER BY tenant_id, environment_id, external_customer_id, timestamp, event_name, id LIMIT 7"));
     }
 

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::{clickhouse_url, kafka_bootstrap, require_services};
 
-/// A raw row to insert (column names as in `flexprice.raw_events`).
+/// A raw row to insert (column names as in `flexprice.raw_events`): the one insert type of the tests and benches.
 #[derive(Debug, Clone, clickhouse::Row, Serialize)]
 pub struct InsertRow {
     pub id: String,
@@ -38,11 +38,44 @@ pub struct InsertRow {
     pub field8: Option<String>,
     pub field9: Option<String>,
     pub field10: Option<String>,
+    /// UTC milliseconds.
     pub timestamp: i64,
+    /// UTC milliseconds.
+    pub ingested_at: i64,
     pub version: u64,
+    pub sign: i8,
 }
 
 impl InsertRow {
+    /// The row as the source reads it back.
+    pub fn to_raw(&self) -> raw_events_reprocessor::source::RawRow {
+        let b = |s: &str| s.as_bytes().to_vec();
+        let opt = |s: &Option<String>| s.as_deref().map(b);
+        raw_events_reprocessor::source::RawRow {
+            id: b(&self.id),
+            tenant_id: b(&self.tenant_id),
+            environment_id: b(&self.environment_id),
+            external_customer_id: b(&self.external_customer_id),
+            event_name: b(&self.event_name),
+            source: opt(&self.source),
+            payload: self.payload.clone(),
+            field1: opt(&self.field1),
+            field2: opt(&self.field2),
+            field3: opt(&self.field3),
+            field4: opt(&self.field4),
+            field5: opt(&self.field5),
+            field6: opt(&self.field6),
+            field7: opt(&self.field7),
+            field8: opt(&self.field8),
+            field9: opt(&self.field9),
+            field10: opt(&self.field10),
+            timestamp_ms: self.timestamp,
+            ingested_at_ms: self.ingested_at,
+            version: self.version,
+            sign: self.sign,
+        }
+    }
+
     pub fn new(
         id: &str,
         tenant: &str,
@@ -70,7 +103,9 @@ impl InsertRow {
             field9: None,
             field10: None,
             timestamp: ts_ms,
+            ingested_at: ts_ms,
             version: 1,
+            sign: 1,
         }
     }
 }
@@ -104,6 +139,8 @@ pub struct Env {
     pub log_dir: PathBuf,
     /// Extra `REPROCESSOR_*` variables for the daemon.
     pub extra_env: Vec<(String, String)>,
+    /// A configuration file passed as `--config` to the daemon and the CLI ([`Env::config_file`]).
+    pub config: Option<PathBuf>,
 }
 
 fn free_port() -> u16 {
@@ -146,6 +183,7 @@ impl Env {
                 d
             },
             extra_env: Vec::new(),
+            config: None,
         };
         env.create_tables().await;
         env
@@ -231,9 +269,24 @@ impl Env {
         v
     }
 
+    /// Writes `toml` as this namespace's configuration file, passed as `--config` from now on.
+    pub fn config_file(&mut self, toml: &str) {
+        let path = self.log_dir.join("config.toml");
+        std::fs::write(&path, toml).unwrap();
+        self.config = Some(path);
+    }
+
+    fn config_args(&self) -> Vec<String> {
+        match &self.config {
+            Some(p) => vec!["--config".into(), p.display().to_string()],
+            None => Vec::new(),
+        }
+    }
+
     /// Runs `reprocessor <args>` (an operator command) with this namespace's environment; waits for it.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_reprocessor"))
+            .args(self.config_args())
             .args(args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .envs(self.daemon_env())
@@ -245,13 +298,45 @@ impl Env {
 
     /// Starts `reprocessor run` for this namespace; its logs go to `daemon-<n>.log` in `log_dir`.
     pub fn start_daemon(&self) -> DaemonProcess {
-        let n = std::fs::read_dir(&self.log_dir).unwrap().count();
+        self.start_daemon_with(&[])
+    }
+
+    /// Starts another daemon instance of the same group: its own static membership id and metrics port.
+    pub fn start_instance(&self, instance: &str) -> DaemonProcess {
+        let port = free_port().to_string();
+        self.start_daemon_with(&[
+            (
+                "REPROCESSOR_KAFKA__GROUP_INSTANCE_ID",
+                &format!("i_{}_{instance}", self.name),
+            ),
+            (
+                "REPROCESSOR_OBSERVABILITY__METRICS_ADDRESS",
+                &format!("127.0.0.1:{port}"),
+            ),
+        ])
+    }
+
+    /// Starts `reprocessor run` with `overrides` on top of this namespace's environment.
+    pub fn start_daemon_with(&self, overrides: &[(&str, &str)]) -> DaemonProcess {
+        let n = std::fs::read_dir(&self.log_dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("daemon-"))
+            })
+            .count();
         let log_path = self.log_dir.join(format!("daemon-{n}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_reprocessor"))
+            .args(self.config_args())
             .arg("run")
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .envs(self.daemon_env())
+            .envs(
+                overrides
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
+            )
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(log)
@@ -277,23 +362,30 @@ impl Env {
         }
     }
 
-    /// Produces a command on the control topic, keyed by `key`.
-    pub async fn submit(&self, key: &str, command: &str) {
+    /// Produces a command on the control topic keyed by `key`, on `partition` when given; returns the partition
+    /// and offset it landed on.
+    pub async fn produce(&self, key: &str, partition: Option<i32>, command: &str) -> (i32, i64) {
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &self.kafka)
             .set("partitioner", "murmur2_random")
             .create()
             .unwrap();
-        producer
-            .send(
-                FutureRecord::to(&self.topic("commands"))
-                    .key(key)
-                    .payload(command),
-                Duration::from_secs(30),
-            )
+        let topic = self.topic("commands");
+        let mut rec = FutureRecord::to(&topic).key(key).payload(command);
+        if let Some(p) = partition {
+            rec = rec.partition(p);
+        }
+        let d = producer
+            .send(rec, Duration::from_secs(30))
             .await
             .map_err(|(e, _)| e)
             .expect("produce command");
+        (d.partition, d.offset)
+    }
+
+    /// Produces a command on the control topic, keyed by `key`.
+    pub async fn submit(&self, key: &str, command: &str) {
+        self.produce(key, None, command).await;
     }
 
     /// Waits until the control topic exists (the daemon creates the topics at start).
@@ -497,6 +589,37 @@ impl DaemonProcess {
             .nth(1)?
             .parse()
             .ok()
+    }
+
+    /// SIGSTOP: the process freezes (heartbeats stop, open transactions stay open).
+    pub fn stop(&self) {
+        if let Some(pid) = self.pid() {
+            unsafe {
+                libc_kill(pid as i32, 19);
+            }
+        }
+    }
+
+    /// SIGCONT after [`DaemonProcess::stop`].
+    pub fn cont(&self) {
+        if let Some(pid) = self.pid() {
+            unsafe {
+                libc_kill(pid as i32, 18);
+            }
+        }
+    }
+
+    /// Waits until the log contains `needle`; panics with the log after `timeout`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "`{needle}` not logged within {timeout:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Whether the process is still running.

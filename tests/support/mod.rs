@@ -11,6 +11,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+/// Milliseconds in a day.
+pub const DAY: i64 = 86_400_000;
+/// 2024-03-01T00:00:00Z: the first day of the tests' data.
+pub const T0: i64 = 1_709_251_200_000;
+
 /// Base URL of the ClickHouse HTTP interface (`CLICKHOUSE_URL`, default `http://127.0.0.1:8123`).
 pub fn clickhouse_url() -> String {
     std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".to_string())
@@ -172,3 +177,64 @@ impl Drop for OwnServices {
 }
 
 pub mod harness;
+
+/// A TCP proxy in front of ClickHouse (`target` = `host:port`): returns its base URL and the task serving it
+/// (abort the task to make the server disappear under connected clients). When `refuse` is given and returns
+/// true for what a connection has sent of its current request, the proxy answers that request with HTTP 500
+/// and ClickHouse's `TIMEOUT_EXCEEDED` (code 159, which clients retry) and closes the connection: a server that
+/// cannot run a kind of query.
+pub async fn clickhouse_proxy(
+    target: String,
+    refuse: Option<fn(&[u8]) -> bool>,
+) -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const TIMEOUT: &[u8] = b"Code: 159. DB::Exception: Timeout exceeded: elapsed 61.2 seconds, maximum: 60. (TIMEOUT_EXCEEDED)";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                break;
+            };
+            let target = target.clone();
+            conns.spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let Some(refuse) = refuse else {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    return;
+                };
+                let (mut a, mut b) = (vec![0u8; 16384], vec![0u8; 16384]);
+                let mut request = Vec::new();
+                loop {
+                    tokio::select! {
+                        n = inbound.read(&mut a) => {
+                            let Ok(n @ 1..) = n else { return };
+                            request.extend_from_slice(&a[..n]);
+                            if refuse(&request) {
+                                let head = format!(
+                                    "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n\
+                                     X-ClickHouse-Exception-Code: 159\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                    TIMEOUT.len()
+                                );
+                                let _ = inbound.write_all(head.as_bytes()).await;
+                                let _ = inbound.write_all(TIMEOUT).await;
+                                return;
+                            }
+                            if outbound.write_all(&a[..n]).await.is_err() { return }
+                        }
+                        n = outbound.read(&mut b) => {
+                            let Ok(n @ 1..) = n else { return };
+                            // An answer: the next bytes from the client are a new request.
+                            request.clear();
+                            if inbound.write_all(&b[..n]).await.is_err() { return }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), task)
+}
