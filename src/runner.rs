@@ -122,7 +122,7 @@ enum Commit {
 }
 
 /// A row-count estimate being made in the background (best effort: never a reason to fail the job).
-type Estimate = Option<JoinHandle<Result<u64, SourceError>>>;
+type Estimate = Option<JoinHandle<Result<Vec<(u32, u64)>, SourceError>>>;
 
 struct Runner {
     ctx: Arc<JobContext>,
@@ -404,7 +404,7 @@ impl Runner {
         }
         let source = self.ctx.source.clone();
         let filters = self.cp.spec.filters();
-        Some(tokio::spawn(async move { source.count(&filters).await }))
+        Some(tokio::spawn(async move { source.estimate(&filters).await }))
     }
 
     /// Sleeps between two transactions (throttling), honouring control requests and `stop` at least every
@@ -469,7 +469,7 @@ async fn take_estimate(estimate: &mut Estimate) -> Option<i64> {
         return None;
     }
     match estimate.take().expect("checked").await {
-        Ok(Ok(n)) => Some(n as i64),
+        Ok(Ok(days)) => Some(days.iter().map(|(_, n)| *n as i64).sum()),
         Ok(Err(e)) => {
             warn!(error = %e, "row-count estimate failed; progress goes on without an ETA");
             None

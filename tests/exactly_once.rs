@@ -398,10 +398,12 @@ async fn a_failing_row_count_never_fails_the_job() {
     assert_completed_exactly(&env, &fin, rows.len(), &expected);
 }
 
-/// Item 5: a cancel followed at once by a pause: the cancel is not lost (the job ends `cancelled`) and the
-/// pause gets a `rejected` result, since the job is cancelled once its pending request is honoured.
+/// Item 5: control requests of a job recorded one right after the other are all honoured, in order, and each is
+/// judged against the status the job will have once the earlier ones are honoured. A paused job gets a cancel
+/// and at once a resume: the cancel is not lost (the job ends `cancelled`, it never resumes) and the resume is
+/// rejected, since the job is cancelled once its pending request is honoured.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancel_followed_at_once_by_a_pause_cancels() {
+async fn a_cancel_followed_at_once_by_a_resume_cancels() {
     let env = Env::new("eo_ctl").await;
     let rows = realistic_rows("t_ctl", "e1", 6_000, T0, DAY);
     env.insert(&rows).await;
@@ -417,15 +419,23 @@ async fn a_cancel_followed_at_once_by_a_pause_cancels() {
     )
     .await;
     wait_published(&env, "ctl-1", 400, Duration::from_secs(60));
+    env.produce("ctl-1", None, r#"{"type":"pause","job_id":"ctl-1"}"#)
+        .await;
+    env.wait_status("ctl-1", &["paused"], Duration::from_secs(60));
     let (_, cancel_at) = env
         .produce("ctl-1", None, r#"{"type":"cancel","job_id":"ctl-1"}"#)
         .await;
-    let (_, pause_at) = env
-        .produce("ctl-1", None, r#"{"type":"pause","job_id":"ctl-1"}"#)
+    let (_, resume_at) = env
+        .produce("ctl-1", None, r#"{"type":"resume","job_id":"ctl-1"}"#)
         .await;
-    let fin = env.wait_final("ctl-1", Duration::from_secs(60));
+    // (`rejected` is not the job's end here: it answers the resume.)
+    let fin = env.wait_status(
+        "ctl-1",
+        &["cancelled", "completed"],
+        Duration::from_secs(60),
+    );
     assert_eq!(fin["status"], "cancelled", "{fin}\n{}", daemon.log());
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(3));
     let results = env.results("ctl-1");
     let rejected: Vec<&Value> = results
         .iter()
@@ -434,7 +444,7 @@ async fn a_cancel_followed_at_once_by_a_pause_cancels() {
     assert_eq!(rejected.len(), 1, "{results:?}");
     assert_eq!(
         rejected[0]["offset"].as_i64(),
-        Some(pause_at),
+        Some(resume_at),
         "{rejected:?}"
     );
     assert!(
@@ -444,9 +454,11 @@ async fn a_cancel_followed_at_once_by_a_pause_cancels() {
             .contains("cancelled"),
         "{rejected:?}"
     );
-    assert!(cancel_at < pause_at);
+    assert!(cancel_at < resume_at);
     assert!(
-        !results.iter().any(|v| v["status"] == "paused"),
+        !results
+            .iter()
+            .any(|v| v["status"] == "resumed" || v["status"] == "completed"),
         "{results:?}"
     );
 }

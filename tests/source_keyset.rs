@@ -1178,3 +1178,30 @@ async fn ping_tells_unreachable_from_missing_table() {
     assert!(matches!(e, SourceError::MissingTable { .. }), "{e}");
     assert!(e.to_string().contains("`events`"), "{e}");
 }
+
+/// The estimate counts rows per day cheaply: the newest versions and more (unmerged versions count again),
+/// never fewer than the exact count, and only the days of the range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_estimate_counts_per_day_at_least_the_rows() {
+    let db = setup("estimate", Key::Current, 1024).await;
+    let (first, second) = dataset(Key::Current);
+    db.insert(&first).await;
+    db.insert(&second).await;
+    let src = db.source().await;
+    let f = filters("t1", "e1");
+    let days = src.estimate(&f).await.unwrap();
+    let exact = src.count(&f).await.unwrap();
+    let total: u64 = days.iter().map(|(_, n)| n).sum();
+    assert!(
+        total >= exact && total <= exact + second.len() as u64,
+        "{total} vs {exact}"
+    );
+    assert_eq!(
+        days.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+        [20240301, 20240302, 20240304]
+    );
+    let mut one_day = f.clone();
+    one_day.start_ms = D0 + DAY;
+    one_day.end_ms = D0 + 2 * DAY;
+    assert_eq!(src.estimate(&one_day).await.unwrap().len(), 1);
+}

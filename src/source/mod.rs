@@ -301,6 +301,12 @@ struct Count {
     n: u64,
 }
 
+#[derive(clickhouse::Row, Deserialize)]
+struct DayCount {
+    day: u32,
+    n: u64,
+}
+
 fn bind(mut q: clickhouse::query::Query, sql: &Sql) -> clickhouse::query::Query {
     for (name, value) in &sql.params {
         q = q.param(name, value);
@@ -375,8 +381,26 @@ impl Source {
         &self.inner.key
     }
 
-    /// The number of rows (newest version of each) matching `f` over its whole range, for progress and ETA.
-    /// Same filters as the pages, including `pending` mode's anti-join.
+    /// Rows matching `f` per UTC day (`YYYYMMDD`, count), cheaply: one query without `FINAL` (unmerged versions
+    /// count more than once), one attempt within `request_timeout_secs`, no retries. For progress, ETA and
+    /// splitting; never a reason to fail a job (SPEC §4, §6).
+    pub async fn estimate(&self, f: &Filters) -> Result<Vec<(u32, u64)>, SourceError> {
+        if f.start_ms >= f.end_ms {
+            return Ok(Vec::new());
+        }
+        let inner = &self.inner;
+        let sql = query::day_counts(&inner.tables, f);
+        let rows: Vec<DayCount> = retry::retry(Duration::ZERO, inner.request_timeout, || {
+            bind(inner.client.query(&sql.text), &sql).fetch_all::<DayCount>()
+        })
+        .await
+        .map_err(|e| inner.error(&inner.tables.raw(), e))?;
+        Ok(rows.into_iter().map(|r| (r.day, r.n)).collect())
+    }
+
+    /// The exact number of rows (newest version of each) matching `f` over its whole range: one `FINAL` count,
+    /// retried within the budget. Same filters as the pages, including `pending` mode's anti-join. (Jobs use
+    /// the cheaper [`Source::estimate`].)
     pub async fn count(&self, f: &Filters) -> Result<u64, SourceError> {
         if f.start_ms >= f.end_ms {
             return Ok(0);

@@ -205,6 +205,22 @@ pub fn count(tables: &Tables, f: &Filters) -> Sql {
     sql
 }
 
+/// Rows per UTC day (`day` = `YYYYMMDD`) matching `f`, without `FINAL`: unmerged versions of a row count more
+/// than once, which makes it an estimate that reads only the key columns of the matching granules (for
+/// progress, ETA and the split of a job into parts).
+pub fn day_counts(tables: &Tables, f: &Filters) -> Sql {
+    let mut sql = Sql {
+        text: format!(
+            "SELECT toUInt32(toYYYYMMDD(timestamp, 'UTC')) AS day, count() AS n FROM {} WHERE ",
+            tables.raw()
+        ),
+        params: Vec::new(),
+    };
+    push_filters(&mut sql, tables, f, f.start_ms, f.end_ms);
+    sql.text.push_str(" GROUP BY day ORDER BY day");
+    sql
+}
+
 /// Active partitions of the raw table (metadata only: no data is read), and whether the table exists (a
 /// dropped table must fail the job, not look empty).
 pub fn partitions(tables: &Tables) -> Sql {
