@@ -285,11 +285,17 @@ impl Env {
 
     /// Runs `reprocessor <args>` (an operator command) with this namespace's environment; waits for it.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.cli_with(args, &[])
+    }
+
+    /// Like [`Env::cli`], with `vars` set over the namespace's environment (e.g. a wrong bootstrap server).
+    pub fn cli_with(&self, args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_reprocessor"))
             .args(self.config_args())
             .args(args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .envs(self.daemon_env())
+            .envs(vars.iter().copied())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .output()
