@@ -13,7 +13,8 @@ use raw_events_reprocessor::{cli, daemon};
 #[derive(Parser)]
 #[command(name = "reprocessor", version, about)]
 struct Args {
-    /// Configuration file layered over config/default.toml (environment variables still win).
+    /// Configuration file layered over config/default.toml (environment variables still win); default: the
+    /// file REPROCESSOR_CONFIG names, if set.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -28,6 +29,15 @@ enum Cmd {
     Config,
     /// Check Kafka (and the topics) and ClickHouse, one line per dependency.
     Check,
+    /// Ask the running daemon whether it is ready (GET /readyz): exit 0 ready, 1 not ready or no answer.
+    Health {
+        /// Default: http://<observability.metrics_address>/readyz (0.0.0.0 is asked on 127.0.0.1).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Give up after this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 5)]
+        timeout: u64,
+    },
     /// Show what raw payloads become: JSON lines {tenant_id, environment_id, payload} in, one outcome per line out.
     Transform {
         /// Read from this file instead of standard input.
@@ -170,7 +180,28 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Variables such as Kubernetes' REPROCESSOR_PORT are ignored, with one warning line (the daemon logs it).
+    let ignored = cfg.origin().ignored_env_warning();
+    if let Some(line) = &ignored
+        && !matches!(args.command, Cmd::Run | Cmd::Config)
+    {
+        eprintln!("reprocessor: warning: {line}");
+    }
     match args.command {
+        Cmd::Health { url, timeout } => {
+            let url = url.unwrap_or_else(|| cli::health::default_url(&cfg));
+            let rt = runtime();
+            match rt.block_on(cli::health::probe(&url, Duration::from_secs(timeout))) {
+                Ok(body) => {
+                    println!("ready: {body}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("not ready: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Config => {
             print!("{}", cfg.redacted_toml());
             ExitCode::SUCCESS
@@ -307,6 +338,9 @@ fn main() -> ExitCode {
         }
         Cmd::Run => {
             init_logging(&cfg);
+            if let Some(line) = ignored {
+                tracing::warn!("{line}");
+            }
             let rt = runtime();
             match rt.block_on(daemon::run(cfg)) {
                 Ok(()) => ExitCode::SUCCESS,
