@@ -9,8 +9,9 @@
 //! - Transient failures are retried with exponential backoff and jitter within `retry_budget_secs` ([`retry`]).
 //!
 //! Submodules: [`query`] builds the SQL (pure), [`key`] parses sorting keys and maps partitions to days,
-//! [`retry`] classifies failures and retries.
+//! [`retry`] classifies failures and retries, [`http`] is the HTTP(S) client.
 
+pub mod http;
 pub mod key;
 pub mod query;
 pub mod retry;
@@ -163,6 +164,15 @@ pub enum SourceError {
     /// The server is not reachable at all (`ping`: a single attempt).
     #[error("ClickHouse not reachable at {url}: {message}")]
     Unreachable { url: String, message: String },
+    /// TLS cannot be set up, or the server's certificate was refused (not retried).
+    #[error(
+        "ClickHouse at {url}: TLS failed (server certificate checked against {trusted}): {message}"
+    )]
+    Tls {
+        url: String,
+        trusted: String,
+        message: String,
+    },
     /// The table's sorting key cannot be paginated with a [`Cursor`].
     #[error("sorting key of {table} ({sorting_key}) is not supported: {reason}")]
     UnsupportedSortingKey {
@@ -179,6 +189,8 @@ struct Inner {
     client: clickhouse::Client,
     url: String,
     user: String,
+    /// What server certificates are checked against, for messages ([`http::trust_anchor`]).
+    trusted: String,
     tables: Tables,
     key: SortingKey,
     calendar: Calendar,
@@ -246,13 +258,15 @@ impl Source {
     ///
     /// Errors: [`SourceError::MissingTable`] when the table does not exist, [`SourceError::UnsupportedSortingKey`]
     /// when the key is not `tenant_id, environment_id` followed by columns a [`Cursor`] carries,
-    /// [`SourceError::RetriesExhausted`] when the server stays unreachable, [`SourceError::Auth`].
+    /// [`SourceError::RetriesExhausted`] when the server stays unreachable, [`SourceError::Auth`],
+    /// [`SourceError::Tls`] when the server's certificate is refused or `ca_file` is unusable.
     pub async fn connect(cfg: &ClickHouseConfig) -> Result<Source, SourceError> {
-        let client = clickhouse::Client::default()
-            .with_url(&cfg.url)
-            .with_user(&cfg.user)
-            .with_password(&cfg.password)
-            .with_database(&cfg.database);
+        let trusted = http::trust_anchor(cfg);
+        let client = http::client(cfg).map_err(|message| SourceError::Tls {
+            url: crate::config::redact_url(&cfg.url),
+            trusted: trusted.clone(),
+            message,
+        })?;
         let tables = Tables {
             database: cfg.database.clone(),
             table: cfg.table.clone(),
@@ -263,6 +277,7 @@ impl Source {
             // Kept for messages only: a password in the URL's user info is never shown.
             url: crate::config::redact_url(&cfg.url),
             user: cfg.user.clone(),
+            trusted,
             tables,
             key: SortingKey::new("-", &["id".to_string()])?,
             calendar: Calendar::Unknown,
@@ -608,6 +623,11 @@ impl Inner {
                 url,
                 user: self.user.clone(),
                 table,
+                message,
+            },
+            Class::Tls => SourceError::Tls {
+                url,
+                trusted: self.trusted.clone(),
                 message,
             },
             Class::MissingTable => SourceError::MissingTable {

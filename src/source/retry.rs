@@ -19,17 +19,19 @@ impl std::fmt::Display for AttemptError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AttemptError::Client(e) => {
-                write!(f, "{e}")?;
-                // hyper's errors hide the OS cause (e.g. "Connection refused") in their source chain.
+                // hyper's errors hide the OS cause (e.g. "Connection refused") in their source chain; each
+                // text is written once (a wrapper often repeats its source's text).
+                let mut text = e.to_string();
                 let mut src = std::error::Error::source(e);
                 while let Some(s) = src {
-                    let text = s.to_string();
-                    if !text.is_empty() {
-                        write!(f, ": {text}")?;
+                    let more = s.to_string();
+                    if !more.is_empty() && !text.contains(&more) {
+                        text.push_str(": ");
+                        text.push_str(&more);
                     }
                     src = s.source();
                 }
-                Ok(())
+                f.write_str(&text)
             }
             AttemptError::Timeout(d) => write!(
                 f,
@@ -47,6 +49,9 @@ pub enum Class {
     Transient,
     /// Credentials refused or access denied.
     Auth,
+    /// TLS refused: the server's certificate is not trusted or does not match the host, or the server does
+    /// not speak TLS on that port.
+    Tls,
     /// The database or table does not exist.
     MissingTable,
     /// Anything else the server or the client refused (syntax, unknown column, type mismatch, …).
@@ -93,6 +98,7 @@ pub fn classify(e: &AttemptError) -> Class {
         AttemptError::Client(err) => err,
     };
     match err {
+        E::Network(e) if super::http::is_tls_refusal(e.as_ref()) => Class::Tls,
         E::Network(_) | E::TimedOut | E::Other(_) => Class::Transient,
         E::BadResponse(text) => classify_text(text),
         _ => Class::Permanent,
