@@ -139,6 +139,12 @@ pub enum EnvName {
     ConfigFile,
     /// A configuration key, as a dotted path (`kafka.bootstrap_servers`); unknown keys fail the load.
     Key(String),
+    /// One librdkafka property of `kafka.properties` or `kafka.property_files` (`table`): librdkafka's names
+    /// are dotted lowercase words, so `REPROCESSOR_KAFKA__PROPERTIES__SASL_USERNAME` is `sasl.username`.
+    KafkaProperty {
+        table: &'static str,
+        property: String,
+    },
     /// Not a configuration key (e.g. Kubernetes' `REPROCESSOR_PORT`): ignored with a warning.
     NotOurs,
 }
@@ -151,6 +157,16 @@ pub fn env_name(name: &str) -> Option<EnvName> {
         return Some(EnvName::ConfigFile);
     }
     let lower = rest.to_ascii_lowercase();
+    for table in ["properties", "property_files"] {
+        if let Some(property) = lower.strip_prefix(&format!("kafka__{table}__"))
+            && !property.is_empty()
+        {
+            return Some(EnvName::KafkaProperty {
+                table,
+                property: property.replace('_', "."),
+            });
+        }
+    }
     if lower.contains("__") || top_level_keys().contains(&lower) {
         Some(EnvName::Key(lower.replace("__", ".")))
     } else {
@@ -539,6 +555,14 @@ impl Config {
         for (name, value) in &env {
             let path = match env_name(name) {
                 Some(EnvName::Key(path)) => path,
+                Some(EnvName::KafkaProperty { table, property }) => {
+                    origin.env_keys.push(name.clone());
+                    // A nested value rather than a dotted path: the property's own dots are not nesting.
+                    let entry =
+                        BTreeMap::from([(table, BTreeMap::from([(property, value.clone())]))]);
+                    fig = fig.merge(Serialized::global("kafka", entry));
+                    continue;
+                }
                 Some(EnvName::NotOurs) => {
                     origin.ignored_env.push(name.clone());
                     continue;
@@ -1042,8 +1066,11 @@ mod tests {
         assert_eq!(env_name("PATH"), None);
         assert_eq!(env_name("REPROCESSOR_CONFIG"), Some(EnvName::ConfigFile));
         assert_eq!(
-            env_name("REPROCESSOR_KAFKA__PROPERTY_FILES__X"),
-            Some(EnvName::Key("kafka.property_files.x".into()))
+            env_name("REPROCESSOR_KAFKA__PROPERTY_FILES__SASL_PASSWORD"),
+            Some(EnvName::KafkaProperty {
+                table: "property_files",
+                property: "sasl.password".into()
+            })
         );
         assert_eq!(
             env_name("REPROCESSOR_ENABLED"),
@@ -1066,6 +1093,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("procesing"), "{err}");
+    }
+
+    #[test]
+    fn librdkafka_properties_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "env-file-secret").unwrap();
+        let c = Config::load_from(
+            None,
+            env(&[
+                (
+                    "REPROCESSOR_KAFKA__PROPERTIES__SECURITY_PROTOCOL",
+                    "SASL_SSL",
+                ),
+                (
+                    "REPROCESSOR_KAFKA__PROPERTIES__SASL_MECHANISMS",
+                    "SCRAM-SHA-512",
+                ),
+                ("REPROCESSOR_KAFKA__PROPERTIES__MESSAGE_TIMEOUT_MS", "30000"),
+                (
+                    "REPROCESSOR_KAFKA__PROPERTY_FILES__SASL_PASSWORD",
+                    pw.to_str().unwrap(),
+                ),
+            ]),
+        )
+        .unwrap();
+        let props: BTreeMap<&str, &str> = c.kafka.client_properties().collect();
+        assert_eq!(props["security.protocol"], "SASL_SSL");
+        assert_eq!(props["sasl.mechanisms"], "SCRAM-SHA-512");
+        assert_eq!(props["message.timeout.ms"], "30000", "numbers stay text");
+        assert_eq!(props["sasl.password"], "env-file-secret");
+        assert!(!c.redacted_toml().contains("env-file-secret"));
     }
 
     #[test]
