@@ -10,6 +10,8 @@
 //! an error naming it (a typo such as `REPROCESSOR_PROCESSING__CONCURENCY` must not pass silently). Any other
 //! name is not ours (Kubernetes injects `REPROCESSOR_PORT`, `REPROCESSOR_SERVICE_HOST`, ... for a Service named
 //! `reprocessor`): it is ignored, and [`Origin::ignored_env_warning`] names it on one warning line.
+//! librdkafka's property names are dotted, so `REPROCESSOR_KAFKA__PROPERTIES__SASL_MECHANISMS` sets
+//! `kafka.properties."sasl.mechanisms"` (underscores become dots; likewise `..._PROPERTY_FILES__...`).
 //!
 //! Secrets may come from files (Kubernetes secrets): `kafka.property_files` maps a librdkafka property to a
 //! file whose content is its value, `clickhouse.password_file` holds ClickHouse's password. Files are read at
