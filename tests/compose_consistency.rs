@@ -293,9 +293,26 @@ fn compose_daemons_stop_gracefully_and_report_readiness() {
     // One Redpanda version for the broker and the topic job.
     let images: std::collections::BTreeSet<&str> = compose
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("image: docker.redpanda.com/redpandadata/redpanda:"))
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("image: docker.redpanda.com/redpandadata/redpanda:")
+        })
         .collect();
     assert_eq!(images.len(), 1, "Redpanda tags: {images:?}");
+}
+
+/// The secret files a configuration reads: `kafka.property_files` and `clickhouse.password_file` (at least
+/// the SASL user, its password and ClickHouse's password in the examples).
+fn secret_files(config: &Config) -> Vec<&std::path::Path> {
+    let mut files: Vec<&std::path::Path> = config
+        .kafka
+        .property_files
+        .values()
+        .map(|p| p.as_path())
+        .collect();
+    files.extend(config.clickhouse.password_file.as_deref());
+    assert!(files.len() >= 3, "{files:?}");
+    files
 }
 
 /// `text` as a configuration (every key must be a real one; secret files are not read).
@@ -319,18 +336,14 @@ fn compose_sasl_profile_reads_its_secrets_from_the_mounted_files() {
         "reprocessor-sasl must mount docker/sasl_ssl.toml"
     );
     assert_eq!(
-        example.kafka.properties.get("security.protocol").map(String::as_str),
+        example
+            .kafka
+            .properties
+            .get("security.protocol")
+            .map(String::as_str),
         Some("SASL_SSL")
     );
-    let mut files: Vec<&std::path::Path> = example
-        .kafka
-        .property_files
-        .values()
-        .map(|p| p.as_path())
-        .collect();
-    files.extend(example.clickhouse.password_file.as_deref());
-    assert!(files.len() >= 3, "{files:?}");
-    for file in files {
+    for file in secret_files(&example) {
         let secret = file
             .strip_prefix("/run/secrets/")
             .unwrap_or_else(|_| panic!("{} is not a compose secret", file.display()))
@@ -395,15 +408,7 @@ fn kubernetes_example_matches_the_configuration() {
     // Every secret file is a key of the Secret, mounted under its mount path.
     let mount = "/run/secrets/reprocessor/";
     assert!(manifest.contains(&format!("mountPath: {}\n", mount.trim_end_matches('/'))));
-    let mut files: Vec<&std::path::Path> = config
-        .kafka
-        .property_files
-        .values()
-        .map(|p| p.as_path())
-        .collect();
-    files.extend(config.clickhouse.password_file.as_deref());
-    assert!(files.len() >= 3, "{files:?}");
-    for file in files {
+    for file in secret_files(&config) {
         let key = file
             .to_str()
             .unwrap()
@@ -432,7 +437,10 @@ fn the_image_carries_what_the_binary_links() {
         .filter_map(|l| Some(l.split('[').nth(1)?.trim_end_matches(']').to_string()))
         .collect();
     assert!(needed.iter().any(|l| l.starts_with("libssl")), "{needed:?}");
-    assert!(needed.iter().any(|l| l.starts_with("libsasl2")), "{needed:?}");
+    assert!(
+        needed.iter().any(|l| l.starts_with("libsasl2")),
+        "{needed:?}"
+    );
     let dockerfile = read("docker/Dockerfile");
     let runtime = dockerfile
         .split("FROM debian:bookworm-slim")

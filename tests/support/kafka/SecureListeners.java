@@ -9,6 +9,8 @@
 //       TLS_DIR/ca.pem, and reads the cluster's nodes; exit code 1 with the reason when either fails.
 //
 // The password comes from the environment (SCRAM_PASSWORD), never from the command line.
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -33,25 +35,15 @@ public class SecureListeners {
             return;
         }
         String tls = args[3];
-        Map<String, Object> sasl = new HashMap<>();
-        sasl.put("bootstrap.servers", args[1]);
-        sasl.put("security.protocol", "SASL_SSL");
-        sasl.put("ssl.truststore.type", "PEM");
-        sasl.put("ssl.truststore.location", tls + "/ca.pem");
+        Map<String, Object> sasl = client(args[1], "SASL_SSL", tls);
         sasl.put("sasl.mechanism", "SCRAM-SHA-512");
         sasl.put("sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required username=\""
                 + args[4] + "\" password=\"" + password + "\";");
-        Map<String, Object> mtls = new HashMap<>();
-        mtls.put("bootstrap.servers", args[2]);
-        mtls.put("security.protocol", "SSL");
-        mtls.put("ssl.truststore.type", "PEM");
-        mtls.put("ssl.truststore.location", tls + "/ca.pem");
+        Map<String, Object> mtls = client(args[2], "SSL", tls);
         mtls.put("ssl.keystore.type", "PEM");
-        mtls.put("ssl.keystore.certificate.chain", java.nio.file.Files.readString(java.nio.file.Path.of(tls, "client.pem")));
-        mtls.put("ssl.keystore.key", java.nio.file.Files.readString(java.nio.file.Path.of(tls, "client.key")));
+        mtls.put("ssl.keystore.certificate.chain", Files.readString(Path.of(tls, "client.pem")));
+        mtls.put("ssl.keystore.key", Files.readString(Path.of(tls, "client.key")));
         for (Map<String, Object> props : List.of(sasl, mtls)) {
-            props.put("request.timeout.ms", 10000);
-            props.put("default.api.timeout.ms", 20000);
             try (Admin admin = Admin.create(props)) {
                 int nodes = admin.describeCluster().nodes().get(20, TimeUnit.SECONDS).size();
                 System.out.println(props.get("security.protocol") + " " + props.get("bootstrap.servers") + ": " + nodes + " node(s)");
@@ -61,5 +53,17 @@ public class SecureListeners {
                 System.exit(1);
             }
         }
+    }
+
+    /** A client of `bootstrap` over `protocol` that trusts only TLS_DIR/ca.pem. */
+    static Map<String, Object> client(String bootstrap, String protocol, String tls) {
+        Map<String, Object> props = new HashMap<>();
+        props.put("bootstrap.servers", bootstrap);
+        props.put("security.protocol", protocol);
+        props.put("ssl.truststore.type", "PEM");
+        props.put("ssl.truststore.location", tls + "/ca.pem");
+        props.put("request.timeout.ms", 10000);
+        props.put("default.api.timeout.ms", 20000);
+        return props;
     }
 }
