@@ -1,10 +1,11 @@
 //! Read speed of the ClickHouse source against the local engine (`scripts/services.sh up clickhouse`).
 //!
 //! Loads 200,000 rows with ~700-byte realistic payloads (one tenant, 200 customers, two days) into the database
-//! `src_bench`, then reads them all through `Source::next_page` with batch sizes 1,000 and 10,000 and prints
-//! rows/s. For one page of each size it also compares the source's wall time with a raw HTTP fetch of the same
-//! SQL (RowBinary bytes, no decoding) and with the engine's own `statistics.elapsed`, to show how much of the
-//! time is the engine, the (Python) HTTP front end, and decoding.
+//! `src_bench`, then reads them all through `Source::stream` with batch sizes 1,000 and 10,000 (queries of 50
+//! batches, as a job reads) and prints rows/s, and ClickHouse's rows read per row returned for those queries.
+//! For one query of each size it also compares the source's wall time with a raw HTTP fetch of the same SQL
+//! (RowBinary bytes, no decoding) and with the engine's own `statistics.elapsed`, to show how much of the time
+//! is the engine, the (Python) HTTP front end, and decoding.
 //!
 //! Run: `cargo bench --bench source` (set `CLICKHOUSE_URL` for another server; `BENCH_ROWS` to change the size).
 
@@ -14,7 +15,7 @@ mod support;
 use std::time::Instant;
 
 use raw_events_reprocessor::config::ClickHouseConfig;
-use raw_events_reprocessor::source::{Cursor, Filters, Mode, Source};
+use raw_events_reprocessor::source::{Cursor, Filters, Mode, Source, StreamShape};
 use support::harness::InsertRow;
 use support::{DAY, T0 as D0};
 
@@ -141,32 +142,50 @@ async fn main() {
         mode: Mode::All,
     };
     for batch in [1_000u32, 10_000] {
+        let shape = StreamShape {
+            batch_size: batch,
+            rows_per_query: u64::from(batch) * 50,
+            buffered_batches: 1,
+        };
         let started = Instant::now();
-        let mut cursor: Option<Cursor> = None;
-        let mut rows = 0usize;
-        let mut pages = 0usize;
-        loop {
-            let page = src.next_page(&f, cursor.as_ref(), batch).await.unwrap();
-            rows += page.rows.len();
-            pages += 1;
-            if page.done {
-                break;
+        let mut stream = src.stream(f.clone(), None, shape);
+        let (mut rows, mut batches, mut cursors) = (0usize, 0usize, vec![None]);
+        while let Some(b) = stream.next().await {
+            let b = b.unwrap();
+            rows += b.len();
+            batches += 1;
+            if batches % 50 == 0 {
+                cursors.push(b.last().map(Cursor::of));
             }
-            cursor = page.cursor;
         }
         let secs = started.elapsed().as_secs_f64();
         assert_eq!(rows as u64, n);
+        // The job's queries again, with FORMAT JSON: rows ClickHouse read for the rows it returned.
+        let (mut read, mut returned) = (0u64, 0u64);
+        for c in &cursors {
+            let stats = src
+                .query_stats(&src.page_sql(&f, c.as_ref(), batch * 50))
+                .await
+                .unwrap();
+            read += stats.rows_read;
+            returned += stats.rows;
+        }
         println!(
-            "source, batch {batch:>6}: {rows} rows in {pages} pages, {secs:.2} s, {:.0} rows/s",
-            rows as f64 / secs
+            "source, batch {batch:>6}: {rows} rows in {batches} batches, {secs:.2} s, {:.0} rows/s;              {:.2} rows read per row returned (first query of each day and chunk)",
+            rows as f64 / secs,
+            read as f64 / returned.max(1) as f64
         );
 
-        // One page from the middle of the first day: source vs raw HTTP vs engine.
+        // One query from the middle of the first day: source vs raw HTTP vs engine.
         let mid = Cursor {
             external_customer_id: b"cust_0100".to_vec(),
             timestamp_ms: D0,
             event_name: Vec::new(),
             id: Vec::new(),
+        };
+        let one = StreamShape {
+            rows_per_query: u64::from(batch),
+            ..shape
         };
         let sql = src.page_sql(&f, Some(&mid), batch);
         let reps = 5;
@@ -176,9 +195,14 @@ async fn main() {
         let mut raw_bytes = 0usize;
         for _ in 0..reps {
             let s = Instant::now();
-            let page = src.next_page(&f, Some(&mid), batch).await.unwrap();
+            let got = src
+                .stream(f.clone(), Some(mid.clone()), one)
+                .next()
+                .await
+                .unwrap()
+                .unwrap();
             t_source += s.elapsed().as_secs_f64();
-            assert_eq!(page.rows.len(), batch as usize);
+            assert_eq!(got.len(), batch as usize);
 
             let s = Instant::now();
             let mut q = client.query(&sql.text);
@@ -196,7 +220,7 @@ async fn main() {
         }
         let r = reps as f64;
         println!(
-            "  one {batch}-row page ({} KB): source {:.1} ms, raw HTTP fetch {:.1} ms, engine {:.1} ms \
+            "  one {batch}-row query ({} KB): source {:.1} ms, raw HTTP fetch {:.1} ms, engine {:.1} ms \
              => HTTP front end + transfer {:.1} ms, decoding {:.1} ms",
             raw_bytes / 1024,
             t_source / r * 1e3,

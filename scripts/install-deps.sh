@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build and the local services need, only those missing:
-# cmake and libcurl4-openssl-dev (librdkafka's vendored build), python3-venv (the ClickHouse engine's venv),
-# Java and Maven (Apache Kafka from Maven Central), kcat and curl (operator tools), a C/C++ toolchain.
+# cmake, pkg-config, libcurl4-openssl-dev, libssl-dev and libsasl2-dev (librdkafka's vendored build with TLS,
+# SASL and OAUTHBEARER OIDC; the ClickHouse client's HTTPS), python3-venv (the ClickHouse engine's venv),
+# Java and Maven (Apache Kafka from Maven Central), openssl (the local services' test CA), kcat and curl
+# (operator tools), a C/C++ toolchain.
 # Needs a Rust toolchain already (rustup). Uses sudo when not root.
 set -euo pipefail
-wanted=(cmake libcurl4-openssl-dev python3-venv kcat curl ca-certificates maven)
+wanted=(cmake pkg-config libcurl4-openssl-dev libssl-dev libsasl2-dev openssl python3-venv kcat curl ca-certificates maven)
 missing=()
 for package in "${wanted[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -6,12 +6,24 @@
 #   scripts/services.sh up     [kafka|clickhouse]   start (idempotent) and wait until they answer
 #   scripts/services.sh down   [kafka|clickhouse]   stop what `up` started (by PID) and wait until gone
 #   scripts/services.sh status [kafka|clickhouse]   print address and state; exit 1 if one is not running
+#   scripts/services.sh env                         print how clients reach them: KEY=VALUE lines of addresses,
+#                                                   the CA and client certificate files, the SASL user and the
+#                                                   file holding its password
+#
+# Besides plaintext, Kafka has a SASL_SSL listener (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN, OAUTHBEARER with
+# unsecured JWTs) and an SSL listener that requires a client certificate (mTLS); ClickHouse also serves HTTPS.
+# Their certificates come from a CA made here at first start (tls/ in the services folder); the SCRAM users
+# are created when Kafka's log folder is formatted. `up` declares Kafka up only when a client that trusts
+# that CA has logged in over SASL_SSL and over mTLS.
 #
 # Environment (all optional):
-#   KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1), CLICKHOUSE_PORT (8123)
+#   KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1), KAFKA_SASL_PORT (KAFKA_PORT+2: SASL_SSL),
+#   KAFKA_SSL_PORT (KAFKA_PORT+3: SSL with client certificates), CLICKHOUSE_PORT (8123),
+#   CLICKHOUSE_HTTPS_PORT (CLICKHOUSE_PORT+1)
 #   RER_CACHE_DIR     downloaded Kafka jars and the chdb venv  (default ~/.cache/raw-events-reprocessor)
-#   RER_SERVICES_DIR  instance folders: kafka-<port>/ (log folder, broker.log, pid) and
-#                     clickhouse-<port>/ (data folder, server.log, pid)   (default RER_CACHE_DIR)
+#   RER_SERVICES_DIR  instance folders: kafka-<port>/ (log folder, broker.log, pid, SASL password),
+#                     clickhouse-<port>/ (data folder, server.log, pid) and tls/ (the local CA, the
+#                     server and client certificates)   (default RER_CACHE_DIR)
 #   SERVICES_TIMEOUT  seconds to wait for a service to answer (90)
 #   KAFKA_EXTRA_PROPERTIES  "k=v,k=v" appended to the broker's server.properties (e.g. a short
 #                     transactional.id.expiration.ms for a test on a broker of its own)
@@ -25,7 +37,10 @@ CHDB_VERSION=26.9.0
 HOST=127.0.0.1
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
+KAFKA_SASL_PORT="${KAFKA_SASL_PORT:-$((KAFKA_PORT + 2))}"
+KAFKA_SSL_PORT="${KAFKA_SSL_PORT:-$((KAFKA_PORT + 3))}"
 CLICKHOUSE_PORT="${CLICKHOUSE_PORT:-8123}"
+CLICKHOUSE_HTTPS_PORT="${CLICKHOUSE_HTTPS_PORT:-$((CLICKHOUSE_PORT + 1))}"
 CACHE_DIR="${RER_CACHE_DIR:-$HOME/.cache/raw-events-reprocessor}"
 SERVICES_DIR="${RER_SERVICES_DIR:-$CACHE_DIR}"
 TIMEOUT="${SERVICES_TIMEOUT:-90}"
@@ -35,6 +50,9 @@ JARS_DIR="$CACHE_DIR/kafka-$KAFKA_VERSION-jars-$(sha1sum "$ROOT/tests/support/ka
 VENV_DIR="$CACHE_DIR/chdb-$CHDB_VERSION-venv"
 KAFKA_DIR="$SERVICES_DIR/kafka-$KAFKA_PORT"
 CLICKHOUSE_DIR="$SERVICES_DIR/clickhouse-$CLICKHOUSE_PORT"
+TLS_DIR="$SERVICES_DIR/tls"
+# The SCRAM/PLAIN user of the SASL_SSL listener; its password is made when the log folder is formatted.
+KAFKA_SASL_USER=reprocessor
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -99,6 +117,46 @@ stop_pid() {
 }
 
 # ---------------------------------------------------------------------------------------------------------
+# TLS: a local CA, one server certificate (127.0.0.1 and localhost) for Kafka and ClickHouse, and a client
+# certificate (CN=reprocessor) for Kafka's mTLS listener. Made once per services folder; PEM files, keys
+# unencrypted (PKCS#8), readable by the owner only.
+
+tls_make() {
+    [[ -f "$TLS_DIR/.complete" ]] && return 0
+    command -v openssl >/dev/null || die "openssl not found (apt-get install openssl)"
+    log "tls: making a local CA and certificates in $TLS_DIR"
+    rm -rf "$TLS_DIR.tmp"
+    mkdir -p "$TLS_DIR.tmp"
+    (
+        cd "$TLS_DIR.tmp"
+        umask 077
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=raw-events-reprocessor local CA" \
+            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+            -keyout ca.key -out ca.pem
+        sign() { # name subject extensions
+            openssl req -newkey rsa:2048 -nodes -subj "$2" -keyout "$1.key" -out "$1.csr"
+            openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 -sha256 \
+                -extfile <(printf '%s\n' "$3") -out "$1.pem"
+            rm -f "$1.csr"
+        }
+        sign server "/CN=localhost" \
+            "subjectAltName=IP:127.0.0.1,DNS:localhost
+extendedKeyUsage=serverAuth"
+        sign client "/CN=reprocessor" "extendedKeyUsage=clientAuth"
+        # Kafka's PEM keystore: the private key followed by the certificate chain; the chain alone for HTTPS.
+        cat server.pem ca.pem >server-chain.pem
+        cat server.key server-chain.pem >server-keystore.pem
+        chmod 644 ca.pem server.pem server-chain.pem client.pem
+    ) >"$TLS_DIR.log" 2>&1 || {
+        show_log_tail "$TLS_DIR.log"
+        die "tls: openssl failed"
+    }
+    rm -rf "$TLS_DIR"
+    mv "$TLS_DIR.tmp" "$TLS_DIR"
+    touch "$TLS_DIR/.complete"
+}
+
+# ---------------------------------------------------------------------------------------------------------
 # Kafka
 
 kafka_resolve_jars() {
@@ -119,16 +177,31 @@ kafka_resolve_jars() {
 
 kafka_write_config() {
     mkdir -p "$KAFKA_DIR/data"
+    (umask 077 && : >"$KAFKA_DIR/server.properties")
     cat >"$KAFKA_DIR/server.properties" <<EOF
 # Written by scripts/services.sh: single-node KRaft broker + controller for tests.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$HOST:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT,SASL_SSL://$HOST:$KAFKA_SASL_PORT,SSL://$HOST:$KAFKA_SSL_PORT
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT,SASL_SSL://$HOST:$KAFKA_SASL_PORT,SSL://$HOST:$KAFKA_SSL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL
+# TLS of the SASL_SSL and SSL listeners: certificates of the local CA (tls/); the SSL listener requires a
+# client certificate from that CA (mTLS).
+ssl.keystore.type=PEM
+ssl.keystore.location=$TLS_DIR/server-keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.pem
+listener.name.ssl.ssl.client.auth=required
+# SASL_SSL: SCRAM users live in the cluster metadata (added when the log folder is formatted); PLAIN checks
+# the same user and password here; OAUTHBEARER accepts unsecured JWTs (Kafka's default validator).
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN,OAUTHBEARER
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$(cat "$KAFKA_DIR/sasl-password")";
+listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;
 log.dirs=$KAFKA_DIR/data
 auto.create.topics.enable=false
 num.partitions=1
@@ -190,29 +263,77 @@ except Exception:
 EOF
 }
 
+# The SASL password of the instance: made once, kept with the log folder, readable by the owner only.
+kafka_password() {
+    if [[ ! -s "$KAFKA_DIR/sasl-password" ]]; then
+        (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(18))' >"$KAFKA_DIR/sasl-password")
+    fi
+}
+
+# Kafka's Java client against the secure listeners (tests/support/kafka/SecureListeners.java): `probe` logs in
+# over SASL_SSL (SCRAM-SHA-512) and over mTLS trusting only the local CA; `add-scram` adds the SCRAM users to
+# a log folder formatted before the SASL_SSL listener existed.
+kafka_secure() {
+    SCRAM_PASSWORD="$(cat "$KAFKA_DIR/sasl-password")" java -cp "$JARS_DIR/*" \
+        "$ROOT/tests/support/kafka/SecureListeners.java" "$@"
+}
+
+kafka_probe_secure() {
+    [[ -s "$KAFKA_DIR/sasl-password" && -f "$TLS_DIR/.complete" ]] || return 1
+    port_in_use "$KAFKA_SASL_PORT" && port_in_use "$KAFKA_SSL_PORT" || return 1
+    kafka_secure probe "$HOST:$KAFKA_SASL_PORT" "$HOST:$KAFKA_SSL_PORT" "$TLS_DIR" "$KAFKA_SASL_USER" \
+        >"$KAFKA_DIR/probe.log" 2>&1
+}
+
+kafka_add_scram_users() {
+    [[ -f "$KAFKA_DIR/scram-users" ]] && return 0
+    log "kafka: adding SCRAM user $KAFKA_SASL_USER to the existing log folder"
+    kafka_secure add-scram "$HOST:$KAFKA_PORT" "$KAFKA_SASL_USER" >"$KAFKA_DIR/scram-users.log" 2>&1 || {
+        show_log_tail "$KAFKA_DIR/scram-users.log"
+        die "kafka: adding the SCRAM users failed"
+    }
+    touch "$KAFKA_DIR/scram-users"
+}
+
 kafka_up() {
     local pid
     if pid="$(running_pid "$KAFKA_DIR")"; then
         if kafka_probe; then
             log "kafka: already running (pid $pid) on $HOST:$KAFKA_PORT, nothing to do"
+            if ! kafka_probe_secure; then
+                log "kafka: WARNING: the running broker has no working SASL_SSL listener on $HOST:$KAFKA_SASL_PORT" \
+                    "or mTLS listener on $HOST:$KAFKA_SSL_PORT (it was started by an older scripts/services.sh);" \
+                    "the tests of secure connections fail until it is restarted:" \
+                    "scripts/services.sh down kafka && scripts/services.sh up kafka"
+            fi
             return 0
         fi
         log "kafka: running (pid $pid) but not answering yet"
     else
         port_in_use "$KAFKA_PORT" && die "kafka: port $KAFKA_PORT is in use by a process this script did not start"
-        port_in_use "$KAFKA_CONTROLLER_PORT" &&
-            die "kafka: controller port $KAFKA_CONTROLLER_PORT is in use by a process this script did not start"
+        local port
+        for port in "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_PORT" "$KAFKA_SSL_PORT"; do
+            port_in_use "$port" && die "kafka: port $port is in use by a process this script did not start"
+        done
         with_lock "$CACHE_DIR/.install.lock" kafka_resolve_jars
+        with_lock "$TLS_DIR.lock" tls_make
+        mkdir -p "$KAFKA_DIR"
+        kafka_password
         kafka_write_config
         if [[ ! -f "$KAFKA_DIR/data/meta.properties" ]]; then
-            local cluster_id
+            local cluster_id password
             cluster_id="$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
-            log "kafka: formatting log folder $KAFKA_DIR/data (cluster $cluster_id)"
+            password="$(cat "$KAFKA_DIR/sasl-password")"
+            log "kafka: formatting log folder $KAFKA_DIR/data (cluster $cluster_id, SCRAM user $KAFKA_SASL_USER)"
             java -cp "$JARS_DIR/*" kafka.tools.StorageTool format -t "$cluster_id" \
-                -c "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/format.log" 2>&1 || {
+                -c "$KAFKA_DIR/server.properties" \
+                --add-scram "SCRAM-SHA-512=[name=$KAFKA_SASL_USER,password=$password]" \
+                --add-scram "SCRAM-SHA-256=[name=$KAFKA_SASL_USER,password=$password]" \
+                >"$KAFKA_DIR/format.log" 2>&1 || {
                 show_log_tail "$KAFKA_DIR/format.log"
                 die "kafka: formatting the log folder failed"
             }
+            touch "$KAFKA_DIR/scram-users"
         fi
         log "kafka: starting on $HOST:$KAFKA_PORT (controller $HOST:$KAFKA_CONTROLLER_PORT), log $KAFKA_DIR/broker.log"
         echo "=== $(date -u +%FT%TZ) start" >>"$KAFKA_DIR/broker.log"
@@ -237,7 +358,13 @@ kafka_up() {
         fi
         sleep 0.3
     done
-    log "kafka: ready on $HOST:$KAFKA_PORT (pid $pid)"
+    kafka_add_scram_users
+    if ! kafka_probe_secure; then
+        grep -v ' INFO \|^\s' "$KAFKA_DIR/probe.log" | tail -n 5 >&2 || true
+        show_log_tail "$KAFKA_DIR/broker.log"
+        die "kafka: a client trusting only $TLS_DIR/ca.pem cannot log in over SASL_SSL ($HOST:$KAFKA_SASL_PORT) or mTLS ($HOST:$KAFKA_SSL_PORT)"
+    fi
+    log "kafka: ready on $HOST:$KAFKA_PORT (pid $pid); SASL_SSL on $HOST:$KAFKA_SASL_PORT, mTLS on $HOST:$KAFKA_SSL_PORT"
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -260,6 +387,12 @@ clickhouse_ping() {
     [[ "$(curl -s --max-time 2 "http://$HOST:$CLICKHOUSE_PORT/ping" 2>/dev/null)" == "Ok." ]]
 }
 
+# HTTPS with a client that trusts only the local CA.
+clickhouse_ping_https() {
+    [[ -f "$TLS_DIR/ca.pem" ]] &&
+        [[ "$(curl -s --max-time 5 --cacert "$TLS_DIR/ca.pem" "https://$HOST:$CLICKHOUSE_HTTPS_PORT/ping" 2>/dev/null)" == "Ok." ]]
+}
+
 clickhouse_apply_schema() {
     local file out
     for file in "$ROOT"/schemas/clickhouse/*.sql; do
@@ -274,18 +407,27 @@ clickhouse_up() {
     local pid
     if pid="$(running_pid "$CLICKHOUSE_DIR")" && clickhouse_ping; then
         log "clickhouse: already running (pid $pid) on $HOST:$CLICKHOUSE_PORT, nothing to do"
+        if ! clickhouse_ping_https; then
+            log "clickhouse: WARNING: the running front end does not serve HTTPS on $HOST:$CLICKHOUSE_HTTPS_PORT" \
+                "(it was started by an older scripts/services.sh); the tests of HTTPS fail until it is restarted:" \
+                "scripts/services.sh down clickhouse && scripts/services.sh up clickhouse"
+        fi
         clickhouse_apply_schema
         return 0
     fi
     if [[ -z "${pid:-}" ]]; then
-        port_in_use "$CLICKHOUSE_PORT" &&
-            die "clickhouse: port $CLICKHOUSE_PORT is in use by a process this script did not start"
+        local port
+        for port in "$CLICKHOUSE_PORT" "$CLICKHOUSE_HTTPS_PORT"; do
+            port_in_use "$port" && die "clickhouse: port $port is in use by a process this script did not start"
+        done
         with_lock "$CACHE_DIR/.install.lock" clickhouse_install
+        with_lock "$TLS_DIR.lock" tls_make
         mkdir -p "$CLICKHOUSE_DIR/data"
-        log "clickhouse: starting on $HOST:$CLICKHOUSE_PORT, data $CLICKHOUSE_DIR/data, log $CLICKHOUSE_DIR/server.log"
+        log "clickhouse: starting on $HOST:$CLICKHOUSE_PORT (HTTPS $HOST:$CLICKHOUSE_HTTPS_PORT), data $CLICKHOUSE_DIR/data, log $CLICKHOUSE_DIR/server.log"
         echo "=== $(date -u +%FT%TZ) start" >>"$CLICKHOUSE_DIR/server.log"
         setsid "$VENV_DIR/bin/python" "$ROOT/tests/support/clickhouse_http.py" --host "$HOST" \
             --port "$CLICKHOUSE_PORT" --data "$CLICKHOUSE_DIR/data" --log "$CLICKHOUSE_DIR/server.log" \
+            --https-port "$CLICKHOUSE_HTTPS_PORT" --cert "$TLS_DIR/server-chain.pem" --key "$TLS_DIR/server.key" \
             </dev/null >>"$CLICKHOUSE_DIR/server.log" 2>&1 {LOCK_FD}>&- &
         pid=$!
         echo "$pid" >"$CLICKHOUSE_DIR/pid"
@@ -303,7 +445,11 @@ clickhouse_up() {
         fi
         sleep 0.2
     done
-    log "clickhouse: ready on $HOST:$CLICKHOUSE_PORT (pid $pid)"
+    clickhouse_ping_https || {
+        show_log_tail "$CLICKHOUSE_DIR/server.log"
+        die "clickhouse: a client trusting only $TLS_DIR/ca.pem cannot reach https://$HOST:$CLICKHOUSE_HTTPS_PORT"
+    }
+    log "clickhouse: ready on $HOST:$CLICKHOUSE_PORT (pid $pid); HTTPS on $HOST:$CLICKHOUSE_HTTPS_PORT"
     clickhouse_apply_schema
 }
 
@@ -320,8 +466,24 @@ status_line() {
 }
 
 usage() {
-    sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
+}
+
+# How clients reach this instance (the tests read these; the password stays in its file).
+print_env() {
+    cat <<EOF
+KAFKA_BOOTSTRAP=$HOST:$KAFKA_PORT
+KAFKA_SASL_SSL_BOOTSTRAP=$HOST:$KAFKA_SASL_PORT
+KAFKA_MTLS_BOOTSTRAP=$HOST:$KAFKA_SSL_PORT
+KAFKA_SASL_USER=$KAFKA_SASL_USER
+KAFKA_SASL_PASSWORD_FILE=$KAFKA_DIR/sasl-password
+CLICKHOUSE_URL=http://$HOST:$CLICKHOUSE_PORT
+CLICKHOUSE_HTTPS_URL=https://$HOST:$CLICKHOUSE_HTTPS_PORT
+TLS_CA_FILE=$TLS_DIR/ca.pem
+TLS_CLIENT_CERT_FILE=$TLS_DIR/client.pem
+TLS_CLIENT_KEY_FILE=$TLS_DIR/client.key
+EOF
 }
 
 main() {
@@ -343,6 +505,7 @@ main() {
         if [[ "$which" != kafka ]]; then status_line clickhouse "$HOST:$CLICKHOUSE_PORT" "$CLICKHOUSE_DIR" || rc=1; fi
         return $rc
         ;;
+    env) print_env ;;
     *) usage ;;
     esac
 }

@@ -1,17 +1,29 @@
 //! Configuration: figment layers, validation and redaction.
 //!
 //! Layers, later wins (SPEC §10): built-in defaults < `config/default.toml` (when present in the working
-//! directory) < `--config FILE` < environment (`REPROCESSOR_` prefix, `__` for nesting, e.g.
-//! `REPROCESSOR_KAFKA__BOOTSTRAP_SERVERS`) < Flexprice's own `FLEXPRICE_RAW_EVENTS_REPROCESSING_ENABLED` and
-//! `FLEXPRICE_RAW_EVENTS_REPROCESSING_OUTPUT_TOPIC`.
+//! directory) < `--config FILE`, or the file `REPROCESSOR_CONFIG` names when `--config` is not given <
+//! environment (`REPROCESSOR_` prefix, `__` for nesting, e.g. `REPROCESSOR_KAFKA__BOOTSTRAP_SERVERS`) <
+//! Flexprice's own `FLEXPRICE_RAW_EVENTS_REPROCESSING_ENABLED` and `FLEXPRICE_RAW_EVENTS_REPROCESSING_OUTPUT_TOPIC`.
+//!
+//! Which `REPROCESSOR_*` variables are configuration keys ([`env_name`]): a name with `__` (a nested key), or
+//! one that is a top-level key (`REPROCESSOR_ENABLED`, `REPROCESSOR_KAFKA`, ...). An unknown key of that shape is
+//! an error naming it (a typo such as `REPROCESSOR_PROCESSING__CONCURENCY` must not pass silently). Any other
+//! name is not ours (Kubernetes injects `REPROCESSOR_PORT`, `REPROCESSOR_SERVICE_HOST`, ... for a Service named
+//! `reprocessor`): it is ignored, and [`Origin::ignored_env_warning`] names it on one warning line.
+//! librdkafka's property names are dotted, so `REPROCESSOR_KAFKA__PROPERTIES__SASL_MECHANISMS` sets
+//! `kafka.properties."sasl.mechanisms"` (underscores become dots; likewise `..._PROPERTY_FILES__...`).
+//!
+//! Secrets may come from files (Kubernetes secrets): `kafka.property_files` maps a librdkafka property to a
+//! file whose content is its value, `clickhouse.password_file` holds ClickHouse's password. Files are read at
+//! load; a missing, unreadable or empty one fails the load naming the key.
 //!
 //! A bad configuration fails at start with the key, the value and the reason ([`ConfigError`]); secrets
-//! (passwords and any librdkafka property whose name mentions a password, secret or key material) never
-//! appear in printed configuration ([`Config::redacted_toml`]).
+//! (passwords, any librdkafka property whose name mentions a password, secret or key material, and every value
+//! read from a file) never appear in printed configuration ([`Config::redacted_toml`]) or in `Debug` output.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
@@ -33,6 +45,185 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     pub processing: ProcessingConfig,
     pub observability: ObservabilityConfig,
+    /// Where this configuration came from (set by [`Config::load`]; not a configuration key).
+    #[serde(skip)]
+    origin: Origin,
+}
+
+/// Where a loaded configuration came from: the files read and the environment variables used or ignored
+/// (names only: values may be secrets).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Origin {
+    /// The configuration files read, in layer order, each with what named it: `""` for
+    /// `config/default.toml` in the working directory, `"--config"` or `"REPROCESSOR_CONFIG"`.
+    pub files: Vec<(PathBuf, &'static str)>,
+    /// `REPROCESSOR_*` variables read as configuration keys, sorted.
+    pub env_keys: Vec<String>,
+    /// `REPROCESSOR_*` variables that name no configuration key and were ignored, sorted.
+    pub ignored_env: Vec<String>,
+}
+
+impl Origin {
+    /// The one warning line about ignored `REPROCESSOR_*` variables, if any were ignored.
+    pub fn ignored_env_warning(&self) -> Option<String> {
+        if self.ignored_env.is_empty() {
+            return None;
+        }
+        let hints: Vec<String> = self
+            .ignored_env
+            .iter()
+            .filter_map(|name| nesting_hint(name))
+            .collect();
+        let mut line = format!(
+            "ignoring environment variables that name no configuration key: {} (a key is REPROCESSOR_<SECTION>__<KEY>, \
+             e.g. REPROCESSOR_KAFKA__BOOTSTRAP_SERVERS)",
+            self.ignored_env.join(", ")
+        );
+        if !hints.is_empty() {
+            line.push_str(&format!("; did you mean {}?", hints.join(", ")));
+        }
+        Some(line)
+    }
+
+    /// Comment lines saying which files and variables made the configuration (`reprocessor config`).
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        if self.files.is_empty() {
+            out.push_str("# read: no file (built-in defaults)\n");
+        } else {
+            let files: Vec<String> = self
+                .files
+                .iter()
+                .map(|(f, by)| match *by {
+                    "" => f.display().to_string(),
+                    by => format!("{} ({by})", f.display()),
+                })
+                .collect();
+            out.push_str(&format!("# read: {}\n", files.join(", ")));
+        }
+        if !self.env_keys.is_empty() {
+            out.push_str(&format!("# environment: {}\n", self.env_keys.join(", ")));
+        }
+        if !self.ignored_env.is_empty() {
+            out.push_str(&format!(
+                "# ignored (no such configuration key): {}\n",
+                self.ignored_env.join(", ")
+            ));
+        }
+        out
+    }
+}
+
+/// The file layer read from the working directory when present.
+const DEFAULT_FILE: &str = "config/default.toml";
+
+/// For `REPROCESSOR_KAFKA_BOOTSTRAP_SERVERS` (one underscore after a section name): the nested spelling.
+fn nesting_hint(name: &str) -> Option<String> {
+    let rest = name.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
+    top_level_keys().into_iter().find_map(|key| {
+        let tail = rest.strip_prefix(&format!("{key}_"))?;
+        (!tail.is_empty()).then(|| {
+            format!(
+                "{ENV_PREFIX}{}__{}",
+                key.to_ascii_uppercase(),
+                tail.to_ascii_uppercase()
+            )
+        })
+    })
+}
+
+/// The prefix of the configuration's environment variables.
+pub const ENV_PREFIX: &str = "REPROCESSOR_";
+
+/// What one `REPROCESSOR_*` variable is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvName {
+    /// `REPROCESSOR_CONFIG`: the configuration file, when `--config` is not given.
+    ConfigFile,
+    /// A configuration key, as a dotted path (`kafka.bootstrap_servers`); unknown keys fail the load.
+    Key(String),
+    /// One librdkafka property of `kafka.properties` or `kafka.property_files` (`table`): librdkafka's names
+    /// are dotted lowercase words, so `REPROCESSOR_KAFKA__PROPERTIES__SASL_USERNAME` is `sasl.username`.
+    KafkaProperty {
+        table: &'static str,
+        property: String,
+    },
+    /// Not a configuration key (e.g. Kubernetes' `REPROCESSOR_PORT`): ignored with a warning.
+    NotOurs,
+}
+
+/// Classifies an environment variable name (SPEC §10). The rule: after the prefix, a name containing `__`
+/// (nesting) or equal to a top-level key is a configuration key; anything else is not ours.
+pub fn env_name(name: &str) -> Option<EnvName> {
+    let rest = name.strip_prefix(ENV_PREFIX)?;
+    if rest == "CONFIG" {
+        return Some(EnvName::ConfigFile);
+    }
+    let lower = rest.to_ascii_lowercase();
+    for table in ["properties", "property_files"] {
+        if let Some(property) = lower.strip_prefix(&format!("kafka__{table}__"))
+            && !property.is_empty()
+        {
+            return Some(EnvName::KafkaProperty {
+                table,
+                property: property.replace('_', "."),
+            });
+        }
+    }
+    if lower.contains("__") || top_level_keys().contains(&lower) {
+        Some(EnvName::Key(lower.replace("__", ".")))
+    } else {
+        Some(EnvName::NotOurs)
+    }
+}
+
+/// The top-level configuration keys (`enabled`, `kafka`, `topics`, ...), from the configuration's own shape.
+fn top_level_keys() -> Vec<String> {
+    match toml::Value::try_from(Config::default()) {
+        Ok(toml::Value::Table(t)) => t.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A secret value read from a file: `Debug` prints `***`, and it is never serialized.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the client that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+/// Reads a secret file for `key`: its content without one trailing line break. Errors: missing, unreadable,
+/// not UTF-8 or empty.
+fn read_secret_file(key: &str, path: &Path) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        invalid(
+            key,
+            format!("{:?}", path.display().to_string()),
+            &format!("cannot read the file: {e}"),
+        )
+    })?;
+    let value = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    if value.is_empty() {
+        return Err(invalid(
+            key,
+            format!("{:?}", path.display().to_string()),
+            "the file is empty",
+        ));
+    }
+    Ok(Secret(value.to_string()))
 }
 
 impl Default for Config {
@@ -44,6 +235,7 @@ impl Default for Config {
             clickhouse: ClickHouseConfig::default(),
             processing: ProcessingConfig::default(),
             observability: ObservabilityConfig::default(),
+            origin: Origin::default(),
         }
     }
 }
@@ -70,6 +262,33 @@ pub struct KafkaConfig {
     pub group_instance_id: Option<String>,
     /// Any librdkafka property, passed through to every client (e.g. `security.protocol`, `sasl.*`, `ssl.*`).
     pub properties: BTreeMap<String, String>,
+    /// librdkafka properties whose values are the contents of files (e.g. `"sasl.password" =
+    /// "/run/secrets/kafka/password"`, a mounted Kubernetes secret), read at load without one trailing line
+    /// break. A property may be in `properties` or here, not both. The values are secrets: never printed.
+    pub property_files: BTreeMap<String, PathBuf>,
+    /// The values read from `property_files` (filled by [`Config::load`]).
+    #[serde(skip)]
+    file_properties: BTreeMap<String, Secret>,
+}
+
+impl KafkaConfig {
+    /// Every librdkafka property of every client: `properties`, then the values read from `property_files`.
+    pub fn client_properties(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(
+                self.file_properties
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.expose())),
+            )
+    }
+
+    /// Sets a property's value as if read from a file (for tests and tools that hold a secret in memory).
+    pub fn set_secret_property(&mut self, name: &str, value: &str) {
+        self.file_properties
+            .insert(name.to_string(), Secret(value.to_string()));
+    }
 }
 
 impl Default for KafkaConfig {
@@ -83,6 +302,8 @@ impl Default for KafkaConfig {
             session_timeout_ms: 10_000,
             group_instance_id: None,
             properties: BTreeMap::new(),
+            property_files: BTreeMap::new(),
+            file_properties: BTreeMap::new(),
         }
     }
 }
@@ -189,11 +410,17 @@ impl TopicsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClickHouseConfig {
-    /// Base URL of the HTTP interface, e.g. `http://127.0.0.1:8123`.
+    /// Base URL of the HTTP interface: `http://host:8123`, or `https://host:8443` (e.g. ClickHouse Cloud).
     pub url: String,
     pub user: String,
-    /// Secret: redacted when printed.
+    /// Secret: redacted when printed. Filled from `password_file` when that is set.
     pub password: String,
+    /// A file holding the password (e.g. a mounted Kubernetes secret), read at load without one trailing line
+    /// break; `password` must then be empty.
+    pub password_file: Option<PathBuf>,
+    /// PEM file of the CA certificate(s) that HTTPS servers are checked against, instead of the system's CA
+    /// roots; unset = the system's roots.
+    pub ca_file: Option<PathBuf>,
     pub database: String,
     /// The raw events table (SPEC §4).
     pub table: String,
@@ -205,6 +432,9 @@ pub struct ClickHouseConfig {
     pub request_timeout_secs: u64,
     /// Total time transient failures of one query are retried for, seconds (exponential backoff with jitter).
     pub retry_budget_secs: u64,
+    /// Rows one query reads at most: a job's query reads 50 batches' worth of rows, cut into batches as they
+    /// arrive, bounded by this (SPEC §4).
+    pub max_rows_per_query: u64,
 }
 
 impl Default for ClickHouseConfig {
@@ -213,12 +443,15 @@ impl Default for ClickHouseConfig {
             url: "http://127.0.0.1:8123".into(),
             user: "default".into(),
             password: String::new(),
+            password_file: None,
+            ca_file: None,
             database: "flexprice".into(),
             table: "raw_events".into(),
             events_table: "events".into(),
             sorting_key: Vec::new(),
             request_timeout_secs: 60,
             retry_budget_secs: 120,
+            max_rows_per_query: 500_000,
         }
     }
 }
@@ -321,10 +554,11 @@ fn is_secret_property(name: &str) -> bool {
 }
 
 impl Config {
-    /// Loads the layers from the process environment. `file` is the `--config FILE` layer.
+    /// Loads the layers from the process environment. `file` is the `--config FILE` layer; without it, the
+    /// file `REPROCESSOR_CONFIG` names, if set.
     ///
-    /// Errors: a file that does not exist or does not parse, a value of the wrong type, an unknown key or a
-    /// value that fails [`Config::validate`].
+    /// Errors: a file that does not exist or does not parse, a value of the wrong type, an unknown key, a secret
+    /// file that cannot be read, or a value that fails [`Config::validate`].
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         Self::load_from(file, std::env::vars())
     }
@@ -334,31 +568,53 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let env: Vec<(String, String)> = env.into_iter().collect();
+        let mut env: Vec<(String, String)> = env.into_iter().collect();
+        env.sort();
+        let mut origin = Origin::default();
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
-        let default_file = Path::new("config/default.toml");
+        let default_file = Path::new(DEFAULT_FILE);
         if default_file.is_file() {
             fig = fig.merge(Toml::file(default_file));
+            origin.files.push((default_file.to_path_buf(), ""));
         }
-        if let Some(file) = file {
+        let env_file = env
+            .iter()
+            .find(|(k, _)| env_name(k) == Some(EnvName::ConfigFile))
+            .map(|(_, v)| PathBuf::from(v));
+        let named = match (file, &env_file) {
+            (Some(f), _) => Some((f.to_path_buf(), "--config")),
+            (None, Some(f)) => Some((f.clone(), "REPROCESSOR_CONFIG")),
+            (None, None) => None,
+        };
+        if let Some((file, by)) = named {
             if !file.is_file() {
                 return Err(invalid(
-                    "--config",
+                    by,
                     file.display(),
                     "file does not exist or is not a file",
                 ));
             }
-            fig = fig.merge(Toml::file(file));
+            fig = fig.merge(Toml::file(&file));
+            origin.files.push((file, by));
         }
-        let prefixed: Vec<(String, String)> = env
-            .iter()
-            .filter_map(|(k, v)| {
-                k.strip_prefix("REPROCESSOR_")
-                    .map(|rest| (rest.to_ascii_lowercase(), v.clone()))
-            })
-            .collect();
-        for (key, value) in &prefixed {
-            let path = key.replace("__", ".");
+        for (name, value) in &env {
+            let path = match env_name(name) {
+                Some(EnvName::Key(path)) => path,
+                Some(EnvName::KafkaProperty { table, property }) => {
+                    origin.env_keys.push(name.clone());
+                    // A nested value rather than a dotted path: the property's own dots are not nesting.
+                    let entry =
+                        BTreeMap::from([(table, BTreeMap::from([(property, value.clone())]))]);
+                    fig = fig.merge(Serialized::global("kafka", entry));
+                    continue;
+                }
+                Some(EnvName::NotOurs) => {
+                    origin.ignored_env.push(name.clone());
+                    continue;
+                }
+                Some(EnvName::ConfigFile) | None => continue,
+            };
+            origin.env_keys.push(name.clone());
             // Environment values are parsed as TOML values where they parse (numbers, booleans, arrays),
             // else taken as strings, the same rule figment's `Env` provider applies.
             let val: figment::value::Value = value
@@ -384,7 +640,7 @@ impl Config {
                 _ => {}
             }
         }
-        let config: Config = fig.extract().map_err(|e| {
+        let mut config: Config = fig.extract().map_err(|e| {
             let mut msgs = Vec::new();
             for err in e {
                 let key = if err.path.is_empty() {
@@ -396,8 +652,45 @@ impl Config {
             }
             ConfigError::Figment(msgs.join("; "))
         })?;
+        config.read_secret_files()?;
         config.validate()?;
+        config.origin = origin;
         Ok(config)
+    }
+
+    /// Where this configuration came from (empty for one not made by [`Config::load`]).
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// Reads `kafka.property_files` and `clickhouse.password_file`.
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        let mut values = BTreeMap::new();
+        for (name, path) in &self.kafka.property_files {
+            let key = format!("kafka.property_files.{name:?}");
+            if self.kafka.properties.contains_key(name) {
+                return Err(invalid(
+                    key,
+                    format!("{:?}", path.display().to_string()),
+                    &format!(
+                        "{name:?} is also set in kafka.properties; give a property one value, inline or from a file"
+                    ),
+                ));
+            }
+            values.insert(name.clone(), read_secret_file(&key, path)?);
+        }
+        self.kafka.file_properties = values;
+        if let Some(path) = &self.clickhouse.password_file {
+            if !self.clickhouse.password.is_empty() {
+                return Err(invalid(
+                    "clickhouse.password_file",
+                    format!("{:?}", path.display().to_string()),
+                    "clickhouse.password is also set; give the password inline or from a file, not both",
+                ));
+            }
+            self.clickhouse.password = read_secret_file("clickhouse.password_file", path)?.0;
+        }
+        Ok(())
     }
 
     /// Checks every value that types alone cannot: non-empty names, positive sizes, parseable URL and address.
@@ -525,9 +818,33 @@ impl Config {
                 ));
             }
         }
+        if let Some(path) = &self.clickhouse.ca_file {
+            let shown = format!("{:?}", path.display().to_string());
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    "clickhouse.ca_file",
+                    &shown,
+                    &format!("cannot read the file: {e}"),
+                )
+            })?;
+            if !text.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(invalid(
+                    "clickhouse.ca_file",
+                    &shown,
+                    "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                ));
+            }
+        }
         if self.clickhouse.request_timeout_secs == 0 {
             return Err(invalid(
                 "clickhouse.request_timeout_secs",
+                0,
+                "must be at least 1",
+            ));
+        }
+        if self.clickhouse.max_rows_per_query == 0 {
+            return Err(invalid(
+                "clickhouse.max_rows_per_query",
                 0,
                 "must be at least 1",
             ));
@@ -601,10 +918,12 @@ impl Config {
         c
     }
 
-    /// The effective configuration as TOML, secrets redacted (`reprocessor config`).
+    /// The effective configuration as TOML, secrets redacted, after comment lines saying which files and
+    /// environment variables made it (`reprocessor config`). Values read from files are never included.
     pub fn redacted_toml(&self) -> String {
-        toml::to_string_pretty(&self.redacted())
-            .unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+        let body = toml::to_string_pretty(&self.redacted())
+            .unwrap_or_else(|e| format!("# cannot print: {e}\n"));
+        format!("{}{body}", self.origin.describe())
     }
 }
 
@@ -736,6 +1055,260 @@ mod tests {
             err.contains("FLEXPRICE_RAW_EVENTS_REPROCESSING_ENABLED") && err.contains("maybe"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn variables_that_name_no_key_are_ignored_with_one_warning() {
+        // What Kubernetes injects for a Service named `reprocessor`, plus a nesting mistake.
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("REPROCESSOR_PORT", "tcp://10.0.0.7:9464"),
+                ("REPROCESSOR_PORT_9464_TCP", "tcp://10.0.0.7:9464"),
+                ("REPROCESSOR_PORT_9464_TCP_ADDR", "10.0.0.7"),
+                ("REPROCESSOR_SERVICE_HOST", "10.0.0.7"),
+                ("REPROCESSOR_SERVICE_PORT", "9464"),
+                ("REPROCESSOR_KAFKA_BOOTSTRAP_SERVERS", "broker:9092"),
+                ("REPROCESSOR_PROCESSING__CONCURRENCY", "3"),
+                ("REPROCESSOR_ENABLED", "false"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.processing.concurrency, 3);
+        assert!(!c.enabled);
+        assert_eq!(c.kafka.bootstrap_servers, "127.0.0.1:9092");
+        let warning = c.origin().ignored_env_warning().unwrap();
+        for name in [
+            "REPROCESSOR_PORT,",
+            "REPROCESSOR_PORT_9464_TCP,",
+            "REPROCESSOR_SERVICE_HOST",
+            "REPROCESSOR_KAFKA_BOOTSTRAP_SERVERS",
+        ] {
+            assert!(warning.contains(name), "{name}: {warning}");
+        }
+        assert!(
+            warning.contains("did you mean REPROCESSOR_KAFKA__BOOTSTRAP_SERVERS?"),
+            "{warning}"
+        );
+        assert!(
+            !warning.contains("10.0.0.7"),
+            "values are not shown: {warning}"
+        );
+        assert_eq!(warning.lines().count(), 1);
+        assert_eq!(
+            c.origin().env_keys,
+            ["REPROCESSOR_ENABLED", "REPROCESSOR_PROCESSING__CONCURRENCY"]
+        );
+        let printed = c.redacted_toml();
+        assert!(
+            printed.contains("# ignored (no such configuration key): REPROCESSOR_KAFKA_BOOTSTRAP_SERVERS, REPROCESSOR_PORT"),
+            "{printed}"
+        );
+        assert!(
+            Config::load_from(None, env(&[]))
+                .unwrap()
+                .origin()
+                .ignored_env_warning()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn env_names_are_keys_when_nested_or_top_level() {
+        assert_eq!(env_name("PATH"), None);
+        assert_eq!(env_name("REPROCESSOR_CONFIG"), Some(EnvName::ConfigFile));
+        assert_eq!(
+            env_name("REPROCESSOR_KAFKA__PROPERTY_FILES__SASL_PASSWORD"),
+            Some(EnvName::KafkaProperty {
+                table: "property_files",
+                property: "sasl.password".into()
+            })
+        );
+        assert_eq!(
+            env_name("REPROCESSOR_ENABLED"),
+            Some(EnvName::Key("enabled".into()))
+        );
+        assert_eq!(
+            env_name("REPROCESSOR_KAFKA"),
+            Some(EnvName::Key("kafka".into()))
+        );
+        assert_eq!(
+            env_name("REPROCESSOR_SERVICE_PORT_METRICS"),
+            Some(EnvName::NotOurs)
+        );
+        // A typo of a section is still a key (and fails the load naming it).
+        assert_eq!(
+            env_name("REPROCESSOR_PROCESING__CONCURRENCY"),
+            Some(EnvName::Key("procesing.concurrency".into()))
+        );
+        let err = Config::load_from(None, env(&[("REPROCESSOR_PROCESING__CONCURRENCY", "2")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("procesing"), "{err}");
+    }
+
+    #[test]
+    fn librdkafka_properties_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "env-file-secret").unwrap();
+        let c = Config::load_from(
+            None,
+            env(&[
+                (
+                    "REPROCESSOR_KAFKA__PROPERTIES__SECURITY_PROTOCOL",
+                    "SASL_SSL",
+                ),
+                (
+                    "REPROCESSOR_KAFKA__PROPERTIES__SASL_MECHANISMS",
+                    "SCRAM-SHA-512",
+                ),
+                ("REPROCESSOR_KAFKA__PROPERTIES__MESSAGE_TIMEOUT_MS", "30000"),
+                (
+                    "REPROCESSOR_KAFKA__PROPERTY_FILES__SASL_PASSWORD",
+                    pw.to_str().unwrap(),
+                ),
+            ]),
+        )
+        .unwrap();
+        let props: BTreeMap<&str, &str> = c.kafka.client_properties().collect();
+        assert_eq!(props["security.protocol"], "SASL_SSL");
+        assert_eq!(props["sasl.mechanisms"], "SCRAM-SHA-512");
+        assert_eq!(props["message.timeout.ms"], "30000", "numbers stay text");
+        assert_eq!(props["sasl.password"], "env-file-secret");
+        assert!(!c.redacted_toml().contains("env-file-secret"));
+    }
+
+    #[test]
+    fn reprocessor_config_names_the_file_unless_config_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.toml");
+        let b = dir.path().join("b.toml");
+        std::fs::write(&a, "[processing]\nconcurrency = 5\n").unwrap();
+        std::fs::write(&b, "[processing]\nconcurrency = 6\n").unwrap();
+        let vars = env(&[("REPROCESSOR_CONFIG", a.to_str().unwrap())]);
+        let c = Config::load_from(None, vars.clone()).unwrap();
+        assert_eq!(c.processing.concurrency, 5);
+        assert!(c.origin().env_keys.is_empty() && c.origin().ignored_env.is_empty());
+        let printed = c.redacted_toml();
+        assert!(
+            printed.starts_with("# read: ")
+                && printed
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .ends_with(&format!("{} (REPROCESSOR_CONFIG)", a.display())),
+            "{printed}"
+        );
+        let c = Config::load_from(Some(&b), vars).unwrap();
+        assert_eq!(c.processing.concurrency, 6);
+        assert!(
+            c.redacted_toml()
+                .contains(&format!("{} (--config)", b.display()))
+        );
+        let err = Config::load_from(None, env(&[("REPROCESSOR_CONFIG", "/nonexistent/r.toml")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("REPROCESSOR_CONFIG") && err.contains("/nonexistent/r.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_are_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let kafka_pw = dir.path().join("kafka-password");
+        let ch_pw = dir.path().join("clickhouse-password");
+        std::fs::write(&kafka_pw, "file-secret-1\n").unwrap();
+        std::fs::write(&ch_pw, "file-secret-2").unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[kafka.properties]\n\"sasl.username\" = \"bob\"\n[kafka.property_files]\n\"sasl.password\" = {:?}\n\
+                 \"ssl.certificate.pem\" = {:?}\n[clickhouse]\npassword_file = {:?}\n",
+                kafka_pw.display().to_string(),
+                kafka_pw.display().to_string(),
+                ch_pw.display().to_string()
+            ),
+        )
+        .unwrap();
+        let c = Config::load_from(Some(&file), env(&[])).unwrap();
+        let props: BTreeMap<&str, &str> = c.kafka.client_properties().collect();
+        assert_eq!(
+            props["sasl.password"], "file-secret-1",
+            "one trailing line break is dropped"
+        );
+        assert_eq!(props["sasl.username"], "bob");
+        assert_eq!(c.clickhouse.password, "file-secret-2");
+        let printed = c.redacted_toml();
+        let debug = format!("{:?}", c.kafka);
+        for shown in [&printed, &debug] {
+            assert!(
+                !shown.contains("file-secret-1") && !shown.contains("file-secret-2"),
+                "{shown}"
+            );
+        }
+        assert!(
+            printed.contains(&kafka_pw.display().to_string()),
+            "paths are shown: {printed}"
+        );
+
+        // Missing or empty files, and a property given twice, fail naming the key.
+        let bad = |toml: String| {
+            std::fs::write(&file, toml).unwrap();
+            Config::load_from(Some(&file), env(&[]))
+                .unwrap_err()
+                .to_string()
+        };
+        let err = bad("[kafka.property_files]\n\"sasl.password\" = \"/nonexistent/pw\"\n".into());
+        assert!(
+            err.contains("kafka.property_files.\"sasl.password\"") && err.contains("cannot read"),
+            "{err}"
+        );
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let err = bad(format!(
+            "[clickhouse]\npassword_file = {:?}\n",
+            empty.display().to_string()
+        ));
+        assert!(
+            err.contains("clickhouse.password_file") && err.contains("empty"),
+            "{err}"
+        );
+        let err = bad(format!(
+            "[kafka.properties]\n\"sasl.password\" = \"inline\"\n[kafka.property_files]\n\"sasl.password\" = {:?}\n",
+            kafka_pw.display().to_string()
+        ));
+        assert!(err.contains("also set in kafka.properties"), "{err}");
+        let err = bad(format!(
+            "[clickhouse]\npassword = \"pw-inline-7\"\npassword_file = {:?}\n",
+            ch_pw.display().to_string()
+        ));
+        assert!(
+            err.contains("clickhouse.password_file") && !err.contains("pw-inline-7"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ca_file_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        for (path, reason) in [
+            (not_pem.display().to_string(), "no PEM certificate"),
+            ("/nonexistent/ca.pem".to_string(), "cannot read"),
+        ] {
+            let err = Config::load_from(None, env(&[("REPROCESSOR_CLICKHOUSE__CA_FILE", &path)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("clickhouse.ca_file") && err.contains(&path) && err.contains(reason),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -44,7 +44,8 @@ pub fn client_config(cfg: &Config, role: Role<'_>) -> ClientConfig {
     let k = &cfg.kafka;
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.bootstrap_servers);
-    for (name, value) in &k.properties {
+    // `kafka.properties` and the values read from `kafka.property_files` (SASL, TLS, …).
+    for (name, value) in k.client_properties() {
         c.set(name, value);
     }
     match role {
@@ -101,13 +102,21 @@ pub fn client_config(cfg: &Config, role: Role<'_>) -> ClientConfig {
 
 /// Client context of every long-lived Kafka client: forwards librdkafka's logs and errors to `tracing`, at most
 /// once per 10 seconds per kind (facility or error), so that a broker outage is reported without flooding the
-/// log with one line per reconnect attempt.
+/// log with one line per reconnect attempt. It also keeps the latest client error, so that a request that
+/// only times out can say why (e.g. `SASL authentication error: Authentication failed ...`, `SSL handshake
+/// failed ...`).
 #[derive(Default)]
 pub struct KafkaLogContext {
     last: Mutex<HashMap<String, (Instant, u64)>>,
+    last_error: Mutex<Option<String>>,
 }
 
 impl KafkaLogContext {
+    /// The latest error librdkafka reported for this client (its own text: no configuration values).
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("last error lock").clone()
+    }
+
     /// Whether a line of this kind may be written now, and how many were suppressed since the last one.
     fn admit(&self, kind: &str) -> Option<u64> {
         let mut last = self.last.lock().expect("log rate lock");
@@ -133,6 +142,12 @@ impl KafkaLogContext {
 
 impl rdkafka::consumer::ConsumerContext for KafkaLogContext {}
 
+impl rdkafka::producer::ProducerContext for KafkaLogContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
+}
+
 impl rdkafka::ClientContext for KafkaLogContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
         use rdkafka::config::RDKafkaLogLevel as L;
@@ -156,6 +171,7 @@ impl rdkafka::ClientContext for KafkaLogContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        *self.last_error.lock().expect("last error lock") = Some(reason.to_string());
         let kind = format!("{:?}", error.rdkafka_error_code());
         if let Some(suppressed) = self.admit(&kind) {
             warn!(target: "librdkafka", error = %error, suppressed, "Kafka client error: {reason}");

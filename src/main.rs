@@ -25,6 +25,10 @@ fn main() -> ExitCode {
 fn run(global: &GlobalOpts) -> CliResult {
     let cfg = global.config()?;
     init_logging(&cfg);
+    // Variables such as Kubernetes' REPROCESSOR_PORT are ignored, with one warning line.
+    if let Some(line) = cfg.origin().ignored_env_warning() {
+        tracing::warn!("{line}");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -166,21 +166,21 @@ async fn metrics_handler(State(s): State<HttpState>) -> impl IntoResponse {
 
 async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
     let r = &s.readiness;
-    let waits: Vec<serde_json::Value> = r
+    let waits: Vec<String> = r
         .state_waits
         .lock()
         .expect("readiness lock")
         .iter()
-        .map(|(p, secs)| serde_json::json!({"partition": p, "waited_secs": secs}))
+        .map(|(p, secs)| format!("{{\"partition\":{p},\"waited_secs\":{secs}}}"))
         .collect();
-    let body = serde_json::json!({
-        "ready": r.ready(),
-        "kafka": r.kafka.load(Ordering::Acquire),
-        "clickhouse": r.clickhouse.load(Ordering::Acquire),
-        "state_loaded": r.state_loaded.load(Ordering::Acquire),
-        "waiting_for_state_partitions": waits,
-    });
-    let body = format!("{body}\n");
+    let body = format!(
+        "{{\"ready\":{},\"kafka\":{},\"clickhouse\":{},\"state_loaded\":{},\"waiting_for_state_partitions\":[{}]}}\n",
+        r.ready(),
+        r.kafka.load(Ordering::Acquire),
+        r.clickhouse.load(Ordering::Acquire),
+        r.state_loaded.load(Ordering::Acquire),
+        waits.join(",")
+    );
     let code = if r.ready() {
         StatusCode::OK
     } else {

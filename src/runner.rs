@@ -32,7 +32,7 @@ use crate::job::records::{OutRecord, Records};
 use crate::job::{Checkpoint, Counters, JobStatus};
 use crate::metrics::Metrics;
 use crate::sink::{TxnError, TxnProducer};
-use crate::source::{Cursor, Filters, Page, Source, SourceError};
+use crate::source::{Cursor, RawRow, RowStream, Source, SourceError, StreamShape};
 use crate::state::StateStore;
 
 /// Everything job tasks share.
@@ -286,14 +286,15 @@ impl Runner {
         Continue(())
     }
 
-    /// The batch loop, from the checkpoint's cursor to the end of the job's range.
+    /// The batch loop, from the checkpoint's cursor to the end of the job's range: batches come from one
+    /// stream of rows ([`Source::stream`]), opened again from the checkpoint's cursor whenever a transaction
+    /// did not commit.
     async fn batches(&mut self) -> ControlFlow<JobExit, JobExit> {
         self.begin().await?;
-        let spec = self.cp.spec.clone();
-        let rate = spec.max_events_per_second;
+        let rate = self.cp.spec.max_events_per_second;
         let mut throttle = rate.map(|r| Throttle::new(r, Instant::now()));
-        let batch_size = throttle::batch_size(spec.batch_size, rate);
-        let mut reader = PageReader::new(self.ctx.source.clone(), spec.filters(), batch_size);
+        let shape = stream_shape(&self.ctx.cfg, self.cp.spec.batch_size, rate);
+        let mut stream = self.open_stream(shape);
         let mut estimate = self.estimate();
         self.progress = Progress::new(self.ctx.cfg.processing.progress_interval(), Instant::now());
         loop {
@@ -302,36 +303,32 @@ impl Runner {
             }
             self.honour().await?;
             let started = Instant::now();
-            let page = tokio::select! {
-                p = reader.next(&self.cp.cursor) => p,
+            let next = tokio::select! {
+                b = stream.next() => b,
                 _ = self.stop.cancelled() => return Break(JobExit::Stopped),
             };
-            let page = match page {
-                Ok(p) => p,
-                Err(e) => return Break(self.fail(&e.to_string()).await),
+            let rows = match next {
+                None => return self.complete().await,
+                Some(Err(e)) => return Break(self.fail(&e.to_string()).await),
+                Some(Ok(rows)) => rows,
             };
-            if page.rows.is_empty() {
-                return self.complete().await;
-            }
             if let Some(th) = throttle.as_mut() {
                 loop {
-                    let wait = th.wait_before(page.rows.len() as i64, Instant::now());
+                    let wait = th.wait_before(rows.len() as i64, Instant::now());
                     if wait.is_zero() {
                         break;
                     }
                     self.wait_between_batches(wait).await?;
                 }
             }
-            let Some(delta) = self.commit_batch(&page, &mut estimate).await? else {
-                // Not committed: reading goes on from the checkpoint's cursor.
+            let Some(delta) = self.commit_batch(&rows, &mut estimate).await? else {
+                // Not committed: reading starts again from the checkpoint's cursor.
+                stream = self.open_stream(shape);
                 continue;
             };
             self.ctx
                 .metrics
                 .record_batch(&delta, started.elapsed().as_secs_f64());
-            if page.done {
-                return self.complete().await;
-            }
             if let Some(th) = throttle.as_mut() {
                 th.committed(delta.published, Instant::now());
                 let wait = th.wait_after(Instant::now());
@@ -340,31 +337,35 @@ impl Runner {
         }
     }
 
-    /// Builds and commits one page; redoes it with refused rows dead-lettered. Returns the committed counters,
+    /// The job's rows after its checkpoint's cursor.
+    fn open_stream(&self, shape: StreamShape) -> RowStream {
+        let filters = self.cp.spec.filters();
+        self.ctx
+            .source
+            .stream(filters, self.cp.cursor.clone(), shape)
+    }
+
+    /// Builds and commits one batch; redoes it with refused rows dead-lettered. Returns the committed counters,
     /// or `None` when the transaction did not commit and the checkpoint was read back.
     async fn commit_batch(
         &mut self,
-        page: &Page,
+        rows: &[RawRow],
         estimate: &mut Estimate,
     ) -> ControlFlow<JobExit, Option<Counters>> {
+        let cursor = rows.last().map(Cursor::of);
         let estimated = take_estimate(estimate).await;
         loop {
             let refused: HashMap<usize, String> = if self.refused.is_empty() {
                 HashMap::new()
             } else {
                 let of = |(i, row)| self.refused.get(&Cursor::of(row)).map(|n| (i, n.clone()));
-                page.rows.iter().enumerate().filter_map(of).collect()
+                rows.iter().enumerate().filter_map(of).collect()
             };
             let batch_no = self.cp.counters.processed_batches;
             let records = &self.ctx.records;
-            let mut built = batch::build(records, &self.cp.spec, &page.rows, batch_no, &refused);
-            let next = lifecycle::after_batch(
-                &self.cp,
-                &built.delta,
-                page.cursor.clone(),
-                estimated,
-                now_ms(),
-            );
+            let mut built = batch::build(records, &self.cp.spec, rows, batch_no, &refused);
+            let next =
+                lifecycle::after_batch(&self.cp, &built.delta, cursor.clone(), estimated, now_ms());
             let mut out = std::mem::take(&mut built.records);
             let now = Instant::now();
             let report = self.progress.due(now);
@@ -381,7 +382,7 @@ impl Runner {
                     self.progress
                         .committed(built.delta.found, report, Instant::now());
                     let dry_run = self.cp.spec.dry_run;
-                    batch::emit_logs(&self.cp.job_id, &page.rows, batch_no, &built, dry_run);
+                    batch::emit_logs(&self.cp.job_id, rows, batch_no, &built, dry_run);
                     return Continue(Some(built.delta));
                 }
                 Commit::Reloaded => return Continue(None),
@@ -389,7 +390,7 @@ impl Runner {
                     for (tag, name) in list {
                         let i = tag.expect("checked");
                         warn!(batch = batch_no, batch_position = i + 1, error = %name, "broker refused a record; redoing the batch with it dead-lettered");
-                        self.refused.insert(Cursor::of(&page.rows[i]), name);
+                        self.refused.insert(Cursor::of(&rows[i]), name);
                     }
                 }
                 Commit::Refused(list) => return Break(self.refused_job_records(list).await),
@@ -478,57 +479,19 @@ async fn take_estimate(estimate: &mut Estimate) -> Option<i64> {
     }
 }
 
-type PageTask = JoinHandle<Result<Page, SourceError>>;
-
-/// Reads pages, the next one while the current one is committed. A prefetched page is used only if it was
-/// read from where the checkpoint stands now.
-struct PageReader {
-    source: Source,
-    filters: Arc<Filters>,
-    batch_size: u32,
-    /// The page being read ahead, and the cursor it is read from.
-    prefetch: Option<(Option<Cursor>, PageTask)>,
-}
-
-impl PageReader {
-    fn new(source: Source, filters: Filters, batch_size: u32) -> PageReader {
-        PageReader {
-            source,
-            filters: Arc::new(filters),
-            batch_size,
-            prefetch: None,
-        }
+/// How a job reads (SPEC §4): queries of 50 batches, at most `clickhouse.max_rows_per_query` rows, and for a
+/// throttled job at most 30 s of its rate (so a query does not wait minutes on the throttle); one batch read
+/// ahead.
+fn stream_shape(cfg: &Config, batch_size: u32, rate: Option<f64>) -> StreamShape {
+    let batch_size = throttle::batch_size(batch_size, rate);
+    let mut rows = (u64::from(batch_size) * 50).min(cfg.clickhouse.max_rows_per_query);
+    if let Some(rate) = rate {
+        rows = rows.min((rate * 30.0) as u64);
     }
-
-    fn fetch(&self, from: &Option<Cursor>) -> PageTask {
-        let (source, filters, from) = (self.source.clone(), self.filters.clone(), from.clone());
-        let batch_size = self.batch_size;
-        tokio::spawn(async move { source.next_page(&filters, from.as_ref(), batch_size).await })
-    }
-
-    /// The page after `from`.
-    async fn next(&mut self, from: &Option<Cursor>) -> Result<Page, SourceError> {
-        let handle = match self.prefetch.take() {
-            Some((base, h)) if &base == from => h,
-            Some((_, h)) => {
-                h.abort();
-                self.fetch(from)
-            }
-            None => self.fetch(from),
-        };
-        let page = handle.await.expect("page task does not panic")?;
-        if !page.done {
-            self.prefetch = Some((page.cursor.clone(), self.fetch(&page.cursor)));
-        }
-        Ok(page)
-    }
-}
-
-impl Drop for PageReader {
-    fn drop(&mut self) {
-        if let Some((_, h)) = self.prefetch.take() {
-            h.abort();
-        }
+    StreamShape {
+        batch_size,
+        rows_per_query: rows.max(u64::from(batch_size)),
+        buffered_batches: 1,
     }
 }
 

@@ -78,7 +78,8 @@ fn usage_errors_exit_2_and_configuration_errors_78() {
         ),
         (
             &["status"],
-            &[("REPROCESSOR_NO_SUCH_KEY", "1")],
+            // (A name without `__` that is no key, such as Kubernetes' REPROCESSOR_PORT, is only warned about.)
+            &[("REPROCESSOR_PROCESSING__NO_SUCH_KEY", "1")],
             "no_such_key",
         ),
         (

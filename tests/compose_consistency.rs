@@ -1,5 +1,8 @@
 //! docker/compose.yaml, scripts/services.sh and config/default.toml must agree: the five topics (names,
-//! partitions, replication, retention, max.message.bytes, the compacted state topic) and the ports.
+//! partitions, replication, retention, max.message.bytes, the compacted state topic) and the ports. The
+//! containers stop within a grace longer than the daemon's and check `/readyz`; the example configurations
+//! (docker/sasl_ssl.toml, the ConfigMap of deploy/kubernetes.yaml) use real keys and read their secrets from
+//! the files that are mounted; the image carries every library the binary links.
 //!
 //! compose.yaml is parsed by line matching, which is enough for this file's fixed layout: one
 //! `create <topic> -p N -r N -c key=value ...` line per topic in the `create-topics` job, and quoted
@@ -255,7 +258,217 @@ fn dockerfile_ships_binary_and_default_config() {
     let dockerfile = read("docker/Dockerfile");
     assert!(dockerfile.contains("FROM rust:1.95-bookworm AS build"));
     assert!(dockerfile.contains("FROM debian:bookworm-slim"));
-    assert!(dockerfile.contains("cmake libcurl4-openssl-dev"));
+    assert!(dockerfile.contains("cmake libcurl4-openssl-dev libssl-dev libsasl2-dev pkg-config"));
     assert!(dockerfile.contains("COPY config/default.toml /app/config/default.toml"));
     assert!(dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/reprocessor\"]"));
+}
+
+/// A compose duration such as `45s` or `1m30s`.
+fn duration(text: &str) -> std::time::Duration {
+    humantime::parse_duration(text.trim().trim_matches('"'))
+        .unwrap_or_else(|e| panic!("not a duration: {text}: {e}"))
+}
+
+/// The daemon's services: the default one and the `sasl` profile's.
+const DAEMON_SERVICES: [&str; 2] = ["reprocessor", "reprocessor-sasl"];
+
+#[test]
+fn compose_daemons_stop_gracefully_and_report_readiness() {
+    let config = config();
+    let compose = read("docker/compose.yaml");
+    for name in DAEMON_SERVICES {
+        let lines = service(&compose, name);
+        let grace = duration(env_value(&lines, "stop_grace_period"));
+        assert!(
+            grace.as_secs() > config.processing.shutdown_grace_secs,
+            "{name}: stop_grace_period {grace:?} must exceed processing.shutdown_grace_secs = {}",
+            config.processing.shutdown_grace_secs
+        );
+        let test = env_value(&lines, "test");
+        assert!(
+            test.contains("\"/usr/local/bin/reprocessor\", \"health\""),
+            "{name}: the health check runs `reprocessor health` (GET /readyz): {test}"
+        );
+    }
+    // One Redpanda version for the broker and the topic job.
+    let images: std::collections::BTreeSet<&str> = compose
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("image: docker.redpanda.com/redpandadata/redpanda:")
+        })
+        .collect();
+    assert_eq!(images.len(), 1, "Redpanda tags: {images:?}");
+}
+
+/// The secret files a configuration reads: `kafka.property_files` and `clickhouse.password_file` (at least
+/// the SASL user, its password and ClickHouse's password in the examples).
+fn secret_files(config: &Config) -> Vec<&std::path::Path> {
+    let mut files: Vec<&std::path::Path> = config
+        .kafka
+        .property_files
+        .values()
+        .map(|p| p.as_path())
+        .collect();
+    files.extend(config.clickhouse.password_file.as_deref());
+    assert!(files.len() >= 3, "{files:?}");
+    files
+}
+
+/// `text` as a configuration (every key must be a real one; secret files are not read).
+fn parse_config(what: &str, text: &str) -> Config {
+    toml::from_str(text).unwrap_or_else(|e| panic!("{what} is not a valid configuration: {e}"))
+}
+
+#[test]
+fn compose_sasl_profile_reads_its_secrets_from_the_mounted_files() {
+    let compose = read("docker/compose.yaml");
+    let example = parse_config("docker/sasl_ssl.toml", &read("docker/sasl_ssl.toml"));
+    let lines = service(&compose, "reprocessor-sasl");
+    assert_eq!(
+        env_value(&lines, "REPROCESSOR_CONFIG"),
+        "/app/config/sasl_ssl.toml"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.trim() == "- ./sasl_ssl.toml:/app/config/sasl_ssl.toml:ro"),
+        "reprocessor-sasl must mount docker/sasl_ssl.toml"
+    );
+    assert_eq!(
+        example
+            .kafka
+            .properties
+            .get("security.protocol")
+            .map(String::as_str),
+        Some("SASL_SSL")
+    );
+    for file in secret_files(&example) {
+        let secret = file
+            .strip_prefix("/run/secrets/")
+            .unwrap_or_else(|_| panic!("{} is not a compose secret", file.display()))
+            .to_str()
+            .unwrap();
+        assert!(
+            lines.iter().any(|l| l.trim() == format!("- {secret}")),
+            "reprocessor-sasl does not mount the secret {secret}"
+        );
+        assert!(
+            compose.contains(&format!("\n  {secret}:\n    environment: ")),
+            "secret {secret} is not declared"
+        );
+    }
+}
+
+#[test]
+fn kubernetes_example_matches_the_configuration() {
+    let manifest = read("deploy/kubernetes.yaml");
+    // The configuration embedded in the ConfigMap (the block under `config.toml: |`).
+    let embedded: String = manifest
+        .lines()
+        .skip_while(|l| l.trim() != "config.toml: |")
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    let config = parse_config("the ConfigMap's config.toml", &embedded);
+    let value = |key: &str| -> &str {
+        manifest
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key}:")))
+            .map(|v| v.trim().trim_matches('"'))
+            .unwrap_or_else(|| panic!("{key} missing in deploy/kubernetes.yaml"))
+    };
+    let grace: u64 = value("terminationGracePeriodSeconds").parse().unwrap();
+    assert!(
+        grace > config.processing.shutdown_grace_secs,
+        "terminationGracePeriodSeconds {grace} must exceed processing.shutdown_grace_secs"
+    );
+    assert_eq!(
+        value("containerPort").parse::<u16>().unwrap(),
+        port_of(&config.observability.metrics_address)
+    );
+    assert!(config.observability.metrics_address.starts_with("0.0.0.0:"));
+    for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+        let body: Vec<&str> = manifest
+            .lines()
+            .skip_while(|l| l.trim() != format!("{probe}:"))
+            .take(4)
+            .collect();
+        assert!(
+            body.iter().any(|l| l.trim() == format!("path: {path}")),
+            "{probe} must GET {path}: {body:?}"
+        );
+    }
+    assert!(
+        manifest.contains("value: /etc/reprocessor/config.toml")
+            && manifest.contains("mountPath: /etc/reprocessor\n"),
+        "REPROCESSOR_CONFIG names the mounted ConfigMap"
+    );
+    // Every secret file is a key of the Secret, mounted under its mount path.
+    let mount = "/run/secrets/reprocessor/";
+    assert!(manifest.contains(&format!("mountPath: {}\n", mount.trim_end_matches('/'))));
+    for file in secret_files(&config) {
+        let key = file
+            .to_str()
+            .unwrap()
+            .strip_prefix(mount)
+            .unwrap_or_else(|| panic!("{} is not under {mount}", file.display()));
+        assert!(
+            manifest.contains(&format!("\n  {key}: ")),
+            "the Secret has no key {key}"
+        );
+    }
+}
+
+/// The runtime image installs the Debian package of every shared library the binary links, beyond those of
+/// the base image (debian:bookworm-slim has libc6, libgcc-s1 and zlib1g).
+#[test]
+fn the_image_carries_what_the_binary_links() {
+    let binary = env!("CARGO_BIN_EXE_reprocessor");
+    let out = std::process::Command::new("readelf")
+        .args(["-d", binary])
+        .output()
+        .expect("run readelf (binutils)");
+    assert!(out.status.success(), "readelf -d {binary} failed");
+    let needed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| Some(l.split('[').nth(1)?.trim_end_matches(']').to_string()))
+        .collect();
+    assert!(needed.iter().any(|l| l.starts_with("libssl")), "{needed:?}");
+    assert!(
+        needed.iter().any(|l| l.starts_with("libsasl2")),
+        "{needed:?}"
+    );
+    let dockerfile = read("docker/Dockerfile");
+    let runtime = dockerfile
+        .split("FROM debian:bookworm-slim")
+        .nth(1)
+        .expect("the runtime stage");
+    let installed: Vec<&str> = runtime
+        .lines()
+        .find(|l| l.contains("apt-get install"))
+        .expect("apt-get install in the runtime stage")
+        .split_whitespace()
+        .collect();
+    assert!(installed.contains(&"ca-certificates"));
+    const BASE: [&str; 3] = ["libc6", "libgcc-s1", "zlib1g"];
+    for lib in needed {
+        let out = std::process::Command::new("dpkg-query")
+            .args(["-S", &format!("*/{lib}")])
+            .output()
+            .expect("run dpkg-query");
+        let owner = String::from_utf8_lossy(&out.stdout);
+        let package = owner
+            .lines()
+            .next()
+            .and_then(|l| l.split(':').next())
+            .unwrap_or_else(|| panic!("no Debian package owns {lib}"))
+            .to_string();
+        assert!(
+            BASE.contains(&package.as_str()) || installed.contains(&package.as_str()),
+            "the binary links {lib} (package {package}), which the runtime image does not install"
+        );
+    }
 }

@@ -1,5 +1,7 @@
 //! The daemon end to end against the real broker and the real ClickHouse engine (`scripts/services.sh up`):
-//! real input in, exact events, dead letters and counters out; bad commands; tenant isolation.
+//! real input in, exact events, dead letters and counters out; bad commands; tenant isolation. The main job
+//! runs as in production: Kafka over SASL_SSL (SCRAM) and ClickHouse over HTTPS with the local CA, secrets
+//! from files, and the variables Kubernetes injects for a Service named `reprocessor`.
 
 mod support;
 
@@ -83,6 +85,23 @@ fn vector_rows() -> Vec<(String, Expect)> {
     out
 }
 
+/// Runs `reprocessor health` until it reports ready (exit 0); returns its output.
+fn wait_ready(env: &Env, timeout: Duration) -> String {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let out = env.cli(&["health"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon is not ready after {timeout:?}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 fn counts<T: std::hash::Hash + Eq + Clone>(
     items: impl IntoIterator<Item = T>,
 ) -> HashMap<T, usize> {
@@ -95,7 +114,16 @@ fn counts<T: std::hash::Hash + Eq + Clone>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_input_end_to_end_is_exact() {
-    let env = Env::new("e2e_real").await;
+    let secure = support::secure();
+    let mut env = Env::secure("e2e_real", secure).await;
+    // What Kubernetes injects for a Service named `reprocessor`: ignored, with one warning.
+    for (k, v) in [
+        ("REPROCESSOR_PORT", "tcp://10.0.0.7:9464"),
+        ("REPROCESSOR_PORT_9464_TCP", "tcp://10.0.0.7:9464"),
+        ("REPROCESSOR_SERVICE_HOST", "10.0.0.7"),
+    ] {
+        env.extra_env.push((k.into(), v.into()));
+    }
     let tenant = "tenant_test";
     let envid = "env_test";
     let mut rows = Vec::new();
@@ -185,6 +213,8 @@ async fn real_input_end_to_end_is_exact() {
 
     let mut daemon = env.start_daemon();
     env.wait_topics(Duration::from_secs(60));
+    let health = wait_ready(&env, Duration::from_secs(60));
+    assert!(health.starts_with("ready: "), "{health}");
     let cmd = format!(
         r#"{{"type":"reprocess","job_id":"real-1","tenant_id":"{tenant}","environment_id":"{envid}","start_date":"{}","end_date":"{}","batch_size":1000}}"#,
         rfc3339(T0),
@@ -304,6 +334,21 @@ async fn real_input_end_to_end_is_exact() {
     assert!(log.contains("batch processing complete"), "{log}");
     assert!(log.contains("validation failed - event dropped"));
     assert!(log.contains("transformation error - event skipped"));
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ignoring environment variables"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning line: {warnings:?}");
+    assert!(
+        warnings[0]
+            .contains("REPROCESSOR_PORT, REPROCESSOR_PORT_9464_TCP, REPROCESSOR_SERVICE_HOST"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        !log.contains(&secure.sasl_password()),
+        "the SASL password is in the daemon's log"
+    );
     let status = daemon.terminate(Duration::from_secs(30));
     assert!(
         status.is_some_and(|s| s.success()),

@@ -373,7 +373,8 @@ async fn a_failing_row_count_never_fails_the_job() {
         let has = |needle: &[u8]| req.windows(needle.len()).any(|w| w == needle);
         has(b"count()") && !has(b"system.")
     };
-    let (url, _proxy) = support::clickhouse_proxy(target, Some(refuse_counts)).await;
+    let (url, _proxy) =
+        support::clickhouse_proxy(target, support::Fault::Refuse(refuse_counts)).await;
     let mut env = Env::on("eo_count", support::kafka_bootstrap(), url).await;
     env.extra_env.push((
         "REPROCESSOR_CLICKHOUSE__RETRY_BUDGET_SECS".into(),

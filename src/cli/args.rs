@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use super::error::{CliError, Exit};
-use super::{check, control, docs, peek, status, submit, transform, watch};
+use super::{check, control, docs, health, peek, status, submit, transform, watch};
 use crate::config::Config;
 
 /// Replays usage events from ClickHouse into Kafka, on command.
@@ -23,7 +23,8 @@ pub struct Args {
 /// environment), like kcat's and Kafka's own tools.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct GlobalOpts {
-    /// Configuration file layered over config/default.toml (environment variables still win).
+    /// Configuration file layered over config/default.toml (environment variables still win); default: the
+    /// file REPROCESSOR_CONFIG names, if set.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Kafka bootstrap servers (host:port[,host:port…]); wins over kafka.bootstrap_servers.
@@ -34,6 +35,14 @@ pub struct GlobalOpts {
     /// over kafka.properties.
     #[arg(short = 'X', global = true, value_name = "KEY=VALUE", value_parser = parse_property)]
     pub property: Vec<(String, String)>,
+}
+
+/// A duration flag (`--timeout`): a number of seconds, or a humantime duration (`90s`, `5m`, `1h 30m`).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    match text.parse::<u64>() {
+        Ok(secs) => Ok(std::time::Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 90, 90s, 5m)")),
+    }
 }
 
 /// `KEY=VALUE` of `-X`, split at the first `=`; the key must not be empty.
@@ -93,6 +102,8 @@ pub enum Cmd {
     Config,
     /// Check Kafka (and the topics) and ClickHouse, one line per dependency.
     Check(check::CheckArgs),
+    /// Ask the running daemon whether it is ready (GET /readyz), e.g. for a container health check.
+    Health(health::HealthArgs),
     /// Show what raw payloads become: JSON lines {tenant_id, environment_id, payload} in, one outcome per line
     /// out.
     Transform(transform::TransformArgs),
@@ -125,6 +136,7 @@ impl Cmd {
             Cmd::Run => "run",
             Cmd::Config => "config",
             Cmd::Check(_) => "check",
+            Cmd::Health(_) => "health",
             Cmd::Transform(_) => "transform",
             Cmd::Submit(_) => "submit",
             Cmd::Watch(_) => "watch",

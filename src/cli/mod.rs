@@ -1,7 +1,7 @@
 //! The operator CLI: every subcommand but `run` (the daemon, started by the binary itself).
 //!
 //! One file per subcommand ([`submit`], [`watch`], [`status`], [`control`] for cancel/pause/resume,
-//! [`peek`], [`check`], [`transform`], [`docs`] for completions and the man page); [`args`] is the command
+//! [`peek`], [`check`], [`health`], [`transform`], [`docs`] for completions and the man page); [`args`] is the command
 //! line and how `--config`, `-b` and `-X` make the effective configuration; [`kafka`] the CLI's Kafka
 //! clients; [`render`] what a person sees (progress, summary, tables); [`error`] the exit codes.
 //!
@@ -14,6 +14,7 @@ pub mod check;
 pub mod control;
 pub mod docs;
 pub mod error;
+pub mod health;
 pub mod kafka;
 pub mod peek;
 pub mod render;
@@ -54,12 +55,20 @@ pub fn execute(cmd: &Cmd, global: &GlobalOpts) -> CliResult {
         };
     }
     let cfg = global.config()?;
+    // Variables such as Kubernetes' REPROCESSOR_PORT are ignored, with one warning line (`config` prints it as
+    // a comment).
+    if let Some(line) = cfg.origin().ignored_env_warning()
+        && !matches!(cmd, Cmd::Config)
+    {
+        eprintln!("reprocessor: warning: {line}");
+    }
     match cmd {
         Cmd::Config => {
             print!("{}", cfg.redacted_toml());
             Ok(Exit::Ok)
         }
         Cmd::Check(a) => check::run(&cfg, a),
+        Cmd::Health(a) => health::run(&cfg, a),
         Cmd::Submit(a) => submit::run(&cfg, a),
         Cmd::Watch(a) => watch::run(&cfg, a),
         Cmd::Status(a) => status::run(&cfg, a),

@@ -28,19 +28,11 @@ pub struct WatchArgs {
     /// The job id.
     pub job: String,
     /// Give up after this long (exit code 6): seconds, or a duration such as 90s, 5m, 1h.
-    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    #[arg(long, value_name = "DURATION", value_parser = super::args::parse_duration)]
     pub timeout: Option<Duration>,
     /// JSON lines: every result record of the job as it is read, the final record last.
     #[arg(long)]
     pub json: bool,
-}
-
-/// `--timeout`: a number of seconds, or a humantime duration (`90s`, `5m`, `1h 30m`).
-fn parse_timeout(text: &str) -> Result<Duration, String> {
-    match text.parse::<u64>() {
-        Ok(secs) => Ok(Duration::from_secs(secs)),
-        Err(_) => humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 90, 90s, 5m)")),
-    }
 }
 
 /// The outcome a watch ends with.
@@ -316,10 +308,11 @@ mod tests {
 
     #[test]
     fn timeouts_are_seconds_or_durations() {
-        assert_eq!(parse_timeout("180"), Ok(Duration::from_secs(180)));
-        assert_eq!(parse_timeout("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_timeout("1h 30m"), Ok(Duration::from_secs(5400)));
-        assert!(parse_timeout("soon").is_err());
+        use super::super::args::parse_duration;
+        assert_eq!(parse_duration("180"), Ok(Duration::from_secs(180)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("soon").is_err());
     }
 
     #[test]

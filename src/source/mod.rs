@@ -3,17 +3,20 @@
 //!
 //! - Keyset pagination on the table's own sorting key after `tenant_id, environment_id` ([`SortingKey`],
 //!   read from `system.tables` or configuration), ascending, one UTC day at a time, never `OFFSET`.
-//! - One version per row, the newest, with `FINAL` (see [`Source::next_page`] for why not `version DESC`).
+//! - One version per row, the newest, with `FINAL` (see [`query::page`] for why not `version DESC`).
+//! - Rows come as a stream of batches ([`Source::stream`], [`stream`]): one query reads many batches.
 //! - `pending` mode: an anti-join against the events table.
 //! - Every value is a server-side query parameter ([`query`]).
 //! - Transient failures are retried with exponential backoff and jitter within `retry_budget_secs` ([`retry`]).
 //!
 //! Submodules: [`query`] builds the SQL (pure), [`key`] parses sorting keys and maps partitions to days,
-//! [`retry`] classifies failures and retries.
+//! [`retry`] classifies failures and retries, [`http`] is the HTTP(S) client.
 
+pub mod http;
 pub mod key;
 pub mod query;
 pub mod retry;
+pub mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +28,7 @@ pub use key::SortingKey;
 use key::{Calendar, DAY_MS, day_of};
 use query::{Sql, Tables};
 use retry::{Class, Failure};
+pub use stream::{RowStream, StreamShape};
 
 /// One row of `raw_events` (SPEC §4), newest version.
 ///
@@ -171,18 +175,6 @@ impl Cursor {
     }
 }
 
-/// One page of rows, in sorting-key order within a day, days ascending.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Page {
-    pub rows: Vec<RawRow>,
-    /// The last row's cursor; `None` when `rows` is empty.
-    pub cursor: Option<Cursor>,
-    /// True when nothing is left after this page. It is exact within a day; at a day boundary it is `false`
-    /// when a later day may hold rows (it has active parts), so a page with `done = false` can be followed by
-    /// an empty page with `done = true`.
-    pub done: bool,
-}
-
 /// Failures of the source. Every message names the table (or the server) and carries the server's error text.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -225,6 +217,15 @@ pub enum SourceError {
     /// The server is not reachable at all (`ping`: a single attempt).
     #[error("ClickHouse not reachable at {url}: {message}")]
     Unreachable { url: String, message: String },
+    /// TLS cannot be set up, or the server's certificate was refused (not retried).
+    #[error(
+        "ClickHouse at {url}: TLS failed (server certificate checked against {trusted}): {message}"
+    )]
+    Tls {
+        url: String,
+        trusted: String,
+        message: String,
+    },
     /// The table's sorting key cannot be paginated with a [`Cursor`].
     #[error("sorting key of {table} ({sorting_key}) is not supported: {reason}")]
     UnsupportedSortingKey {
@@ -248,6 +249,8 @@ struct Inner {
     client: clickhouse::Client,
     url: String,
     user: String,
+    /// What server certificates are checked against, for messages ([`http::trust_anchor`]).
+    trusted: String,
     tables: Tables,
     key: SortingKey,
     calendar: Calendar,
@@ -321,13 +324,15 @@ impl Source {
     ///
     /// Errors: [`SourceError::MissingTable`] when the table does not exist, [`SourceError::UnsupportedSortingKey`]
     /// when the key is not `tenant_id, environment_id` followed by columns a [`Cursor`] carries,
-    /// [`SourceError::RetriesExhausted`] when the server stays unreachable, [`SourceError::Auth`].
+    /// [`SourceError::RetriesExhausted`] when the server stays unreachable, [`SourceError::Auth`],
+    /// [`SourceError::Tls`] when the server's certificate is refused or `ca_file` is unusable.
     pub async fn connect(cfg: &ClickHouseConfig) -> Result<Source, SourceError> {
-        let client = clickhouse::Client::default()
-            .with_url(&cfg.url)
-            .with_user(&cfg.user)
-            .with_password(&cfg.password)
-            .with_database(&cfg.database);
+        let trusted = http::trust_anchor(cfg);
+        let client = http::client(cfg).map_err(|message| SourceError::Tls {
+            url: crate::config::redact_url(&cfg.url),
+            trusted: trusted.clone(),
+            message,
+        })?;
         let tables = Tables {
             database: cfg.database.clone(),
             table: cfg.table.clone(),
@@ -338,6 +343,7 @@ impl Source {
             // Kept for messages only: a password in the URL's user info is never shown.
             url: crate::config::redact_url(&cfg.url),
             user: cfg.user.clone(),
+            trusted,
             tables,
             key: SortingKey::new("-", &["id".to_string()])?,
             calendar: Calendar::Unknown,
@@ -415,119 +421,6 @@ impl Source {
         Ok(rows.first().map(|r| r.n).unwrap_or(0))
     }
 
-    /// The next page: up to `batch_size` rows strictly after `after` (`None` = from the start of the range), in
-    /// sorting-key order, one UTC day of `[start_ms, end_ms)` at a time; days are walked in order and days
-    /// without active parts are skipped without reading data (their partitions are listed from
-    /// `system.parts`). Returns the first non-empty page, or an empty page with `done = true`.
-    ///
-    /// Each query reads one day (one partition, few parts) with the expanded keyset condition, `ORDER BY` the
-    /// sorting key, `LIMIT batch_size + 1` (the extra row tells whether the day has more) and
-    /// `max_block_size` the same, so ClickHouse reads in key order and stops early (SPEC §4).
-    ///
-    /// Deduplication uses `FINAL`, not `ORDER BY …, version DESC LIMIT 1 BY key`, chosen by measurement on the
-    /// local engine (ClickHouse 26.9; one day of 500 customers × 2,000 rows plus 100,000 rows of other tenants,
-    /// index granularity 1,024, three parts; 1,000-row pages, `statistics.rows_read` of `FORMAT JSON`):
-    ///
-    /// | cursor position | `FINAL` | `version DESC` + `LIMIT 1 BY` |
-    /// |---|---|---|
-    /// | first page | 14,336 rows (18–54 ms) | 186,368–230,400 rows (110–186 ms) |
-    /// | middle (customer 250) | 10,240–11,264 | 173,056–176,128 |
-    /// | last customer | 6,144 | 3,072 |
-    ///
-    /// `version DESC` does not stop early (its `LIMIT 1 BY` keeps reading past the page), so it reads 10–20×
-    /// more except at the very end. It would also apply `WHERE` to every version before picking the newest,
-    /// so a filter on a column outside the key (`event_name` in the current table) could return an older
-    /// version whose `event_name` matched while the newest did not; `FINAL` picks the newest version first
-    /// (filters on non-key columns are not moved before `FINAL`), which is what a ReplacingMergeTree row means
-    /// (tested in `tests/source_keyset.rs`, `newest_version_decides_the_event_name_filter`).
-    ///
-    /// Errors: see [`SourceError`]; transient failures are retried within the budget first.
-    pub async fn next_page(
-        &self,
-        f: &Filters,
-        after: Option<&Cursor>,
-        batch_size: u32,
-    ) -> Result<Page, SourceError> {
-        if batch_size == 0 {
-            return Err(SourceError::InvalidRequest(
-                "batch_size must be at least 1".into(),
-            ));
-        }
-        let empty_done = Page {
-            rows: Vec::new(),
-            cursor: None,
-            done: true,
-        };
-        if f.start_ms >= f.end_ms {
-            return Ok(empty_done);
-        }
-        let first_day = day_of(f.start_ms);
-        let last_day = day_of(f.end_ms - 1);
-        let mut candidates: Option<Option<Vec<i64>>> = None;
-        let mut after = after.cloned();
-        let mut day = match &after {
-            Some(c) => day_of(c.timestamp_ms).max(first_day),
-            None => {
-                let list = self.candidate_days(first_day, last_day).await?;
-                let d = next_day(list.as_deref(), first_day - 1, last_day);
-                candidates = Some(list);
-                match d {
-                    Some(d) => d,
-                    None => return Ok(empty_done),
-                }
-            }
-        };
-        loop {
-            if day > last_day {
-                return Ok(empty_done);
-            }
-            // A cursor from another day (e.g. before the range) does not apply to this day.
-            if after
-                .as_ref()
-                .is_some_and(|c| day_of(c.timestamp_ms) != day)
-            {
-                after = None;
-            }
-            let lo = f.start_ms.max(day * DAY_MS);
-            let hi = f.end_ms.min((day + 1) * DAY_MS);
-            let mut rows = self
-                .fetch_page(f, lo, hi, after.as_ref(), batch_size)
-                .await?;
-            if rows.len() > batch_size as usize {
-                rows.truncate(batch_size as usize);
-                let cursor = rows.last().map(Cursor::of);
-                return Ok(Page {
-                    rows,
-                    cursor,
-                    done: false,
-                });
-            }
-            if candidates.is_none() {
-                candidates = Some(self.candidate_days(first_day, last_day).await?);
-            }
-            let next = next_day(
-                candidates.as_ref().and_then(|l| l.as_deref()),
-                day,
-                last_day,
-            );
-            if !rows.is_empty() {
-                let cursor = rows.last().map(Cursor::of);
-                return Ok(Page {
-                    rows,
-                    cursor,
-                    done: next.is_none(),
-                });
-            }
-            match next {
-                Some(d) => {
-                    day = d;
-                    after = None;
-                }
-                None => return Ok(empty_done),
-            }
-        }
-    }
-
     /// Readiness (`/readyz`, `reprocessor check`): one attempt each, no retries. Distinguishes an unreachable
     /// server ([`SourceError::Unreachable`]), refused credentials ([`SourceError::Auth`]) and a missing raw or
     /// events table ([`SourceError::MissingTable`]).
@@ -566,24 +459,21 @@ impl Source {
         Ok(())
     }
 
-    /// The exact SQL and parameters of the page [`Source::next_page`] would run first for `after` (its day, or
-    /// the range's first day). For tests and `EXPLAIN`.
+    /// The SQL and parameters of a query of `limit` rows (blocks of `limit`) after `after`, on its day (or the
+    /// range's first day), as the stream runs them. For tests and `EXPLAIN`.
     #[doc(hidden)]
-    pub fn page_sql(&self, f: &Filters, after: Option<&Cursor>, batch_size: u32) -> Sql {
+    pub fn page_sql(&self, f: &Filters, after: Option<&Cursor>, limit: u32) -> Sql {
         let day = after
             .map(|c| day_of(c.timestamp_ms))
             .unwrap_or_else(|| day_of(f.start_ms));
-        let lo = f.start_ms.max(day * DAY_MS);
-        let hi = f.end_ms.min((day + 1) * DAY_MS);
-        query::page(
-            &self.inner.tables,
-            &self.inner.key,
-            f,
-            lo,
-            hi,
+        let slice = query::Slice {
+            lo_ms: f.start_ms.max(day * DAY_MS),
+            hi_ms: f.end_ms.min((day + 1) * DAY_MS),
             after,
-            batch_size as u64 + 1,
-        )
+            limit: u64::from(limit),
+            block_size: u64::from(limit),
+        };
+        query::page(&self.inner.tables, &self.inner.key, f, &slice)
     }
 
     /// Runs `sql` with `FORMAT JSON` and returns ClickHouse's `statistics` (rows read from storage).
@@ -614,32 +504,6 @@ impl Source {
             bytes_read: stat("bytes_read"),
             elapsed_secs: v["statistics"]["elapsed"].as_f64().unwrap_or(0.0),
         })
-    }
-
-    async fn fetch_page(
-        &self,
-        f: &Filters,
-        lo: i64,
-        hi: i64,
-        after: Option<&Cursor>,
-        batch_size: u32,
-    ) -> Result<Vec<RawRow>, SourceError> {
-        let inner = &self.inner;
-        let sql = query::page(
-            &inner.tables,
-            &inner.key,
-            f,
-            lo,
-            hi,
-            after,
-            batch_size as u64 + 1,
-        );
-        tracing::debug!(sql = %sql.text, params = ?sql.params, "ClickHouse page query");
-        inner
-            .run(&inner.tables.raw(), || {
-                bind(inner.client.query(&sql.text), &sql).fetch_all::<RawRow>()
-            })
-            .await
     }
 
     /// Days of `[first_day, last_day]` that have active parts (`None`: every day is a candidate).
@@ -707,6 +571,11 @@ impl Inner {
                 url,
                 user: self.user.clone(),
                 table,
+                message,
+            },
+            Class::Tls => SourceError::Tls {
+                url,
+                trusted: self.trusted.clone(),
                 message,
             },
             Class::MissingTable => SourceError::MissingTable {

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder};
 
 /// One failed attempt.
 #[derive(Debug)]
@@ -19,17 +19,19 @@ impl std::fmt::Display for AttemptError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AttemptError::Client(e) => {
-                write!(f, "{e}")?;
-                // hyper's errors hide the OS cause (e.g. "Connection refused") in their source chain.
+                // hyper's errors hide the OS cause (e.g. "Connection refused") in their source chain; each
+                // text is written once (a wrapper often repeats its source's text).
+                let mut text = e.to_string();
                 let mut src = std::error::Error::source(e);
                 while let Some(s) = src {
-                    let text = s.to_string();
-                    if !text.is_empty() {
-                        write!(f, ": {text}")?;
+                    let more = s.to_string();
+                    if !more.is_empty() && !text.contains(&more) {
+                        text.push_str(": ");
+                        text.push_str(&more);
                     }
                     src = s.source();
                 }
-                Ok(())
+                f.write_str(&text)
             }
             AttemptError::Timeout(d) => write!(
                 f,
@@ -47,6 +49,9 @@ pub enum Class {
     Transient,
     /// Credentials refused or access denied.
     Auth,
+    /// TLS refused: the server's certificate is not trusted or does not match the host, or the server does
+    /// not speak TLS on that port.
+    Tls,
     /// The database or table does not exist.
     MissingTable,
     /// Anything else the server or the client refused (syntax, unknown column, type mismatch, …).
@@ -93,6 +98,7 @@ pub fn classify(e: &AttemptError) -> Class {
         AttemptError::Client(err) => err,
     };
     match err {
+        E::Network(e) if super::http::is_tls_refusal(e.as_ref()) => Class::Tls,
         E::Network(_) | E::TimedOut | E::Other(_) => Class::Transient,
         E::BadResponse(text) => classify_text(text),
         _ => Class::Permanent,
@@ -148,47 +154,70 @@ pub struct Failure {
     pub elapsed: Duration,
 }
 
-/// Runs `op` (each attempt bounded by `timeout`) and retries transient failures with exponential backoff and
-/// jitter (100 ms doubling up to 10 s) until `budget` has elapsed. Permanent failures return at once.
+/// The retry schedule of one operation (exponential backoff with jitter, 100 ms doubling up to 10 s, from
+/// `backon`) within a time budget. [`retry`] runs an operation with it; a stream resumed by hand from where it
+/// broke uses it directly.
+pub struct Schedule {
+    started: Instant,
+    budget: Duration,
+    delays: backon::ExponentialBackoff,
+    attempts: u32,
+}
+
+impl Schedule {
+    /// A schedule whose retries stop once `budget` has elapsed since now.
+    pub fn new(budget: Duration) -> Schedule {
+        Schedule {
+            started: Instant::now(),
+            budget,
+            delays: ExponentialBuilder::default()
+                .with_jitter()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(10))
+                .with_factor(2.0)
+                .without_max_times()
+                .build(),
+            attempts: 0,
+        }
+    }
+
+    /// After a failed attempt: the delay before the next one when the failure is transient and the budget
+    /// allows, else the final [`Failure`].
+    pub fn next(&mut self, error: AttemptError) -> Result<Duration, Failure> {
+        self.attempts += 1;
+        let class = classify(&error);
+        let elapsed = self.started.elapsed();
+        match self.delays.next() {
+            Some(d) if class == Class::Transient && elapsed + d < self.budget => {
+                tracing::warn!(error = %error, retry_in_ms = d.as_millis() as u64, "transient ClickHouse error, retrying");
+                Ok(d)
+            }
+            _ => Err(Failure {
+                class,
+                error,
+                attempts: self.attempts,
+                elapsed,
+            }),
+        }
+    }
+}
+
+/// Runs `op` (each attempt bounded by `timeout`) and retries transient failures on a [`Schedule`] until
+/// `budget` has elapsed. Permanent failures return at once.
 pub async fn retry<T, F, Fut>(budget: Duration, timeout: Duration, mut op: F) -> Result<T, Failure>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, clickhouse::error::Error>>,
 {
-    let started = Instant::now();
-    let mut attempts = 0u32;
-    let backoff = ExponentialBuilder::default()
-        .with_jitter()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(10))
-        .with_factor(2.0)
-        .without_max_times()
-        .with_total_delay(Some(budget));
-    let attempt = || {
-        attempts += 1;
-        let fut = op();
-        async move {
-            match tokio::time::timeout(timeout, fut).await {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(AttemptError::Client(e)),
-                Err(_) => Err(AttemptError::Timeout(timeout)),
-            }
-        }
-    };
-    let result = attempt
-        .retry(backoff)
-        .sleep(tokio::time::sleep)
-        .when(|e| classify(e) == Class::Transient && started.elapsed() < budget)
-        .notify(|e, d| {
-            tracing::warn!(error = %e, retry_in_ms = d.as_millis() as u64, "transient ClickHouse error, retrying")
-        })
-        .await;
-    result.map_err(|error| Failure {
-        class: classify(&error),
-        error,
-        attempts,
-        elapsed: started.elapsed(),
-    })
+    let mut schedule = Schedule::new(budget);
+    loop {
+        let error = match tokio::time::timeout(timeout, op()).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => AttemptError::Client(e),
+            Err(_) => AttemptError::Timeout(timeout),
+        };
+        tokio::time::sleep(schedule.next(error)?).await;
+    }
 }
 
 #[cfg(test)]

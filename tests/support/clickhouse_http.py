@@ -18,14 +18,18 @@ persistent chdb session with a data folder, so tests and the local quickstart ru
 
 It emulates the HTTP layer only: no sessions, no progress headers, no `X-ClickHouse-Summary`.
 Access to the chdb session is serialized by one lock (queries run one at a time).
+With `--https-port`, the same engine is also served over HTTPS (TLS 1.2+, the given certificate chain and key),
+as ClickHouse does on its `https_port`.
 
 Usage: clickhouse_http.py --data DIR [--host 127.0.0.1] [--port 8123] [--log FILE]
+                          [--https-port 8124 --cert CHAIN.pem --key KEY.pem]
 """
 
 import argparse
 import logging
 import re
 import signal
+import ssl
 import struct
 import sys
 import threading
@@ -382,6 +386,20 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        # One line instead of a traceback, e.g. a client that does not trust the certificate.
+        LOG.info("connection from %s failed: %s", client_address[0], sys.exc_info()[1])
+
+
+def tls_server(host, port, cert, key):
+    """A Server on `port` whose connections are TLS; the handshake runs in the connection's own thread."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    server = Server((host, port), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    return server
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -389,7 +407,12 @@ def main():
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8123)
     parser.add_argument("--log", help="log file (default: stderr)")
+    parser.add_argument("--https-port", type=int, help="also serve HTTPS on this port (needs --cert, --key)")
+    parser.add_argument("--cert", help="PEM certificate chain of the HTTPS port")
+    parser.add_argument("--key", help="PEM private key of the HTTPS port")
     options = parser.parse_args()
+    if options.https_port and not (options.cert and options.key):
+        parser.error("--https-port needs --cert and --key")
 
     logging.basicConfig(
         filename=options.log,
@@ -398,18 +421,30 @@ def main():
     )
     Handler.engine = Engine(options.data)
     server = Server((options.host, options.port), Handler)
+    servers = [server]
+    if options.https_port:
+        servers.append(tls_server(options.host, options.https_port, options.cert, options.key))
 
     def stop(signum, _frame):
         LOG.info("signal %d: shutting down", signum)
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        for s in servers:
+            threading.Thread(target=s.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     LOG.info("listening on %s:%d, data %s", options.host, options.port, options.data)
+    if options.https_port:
+        LOG.info("listening on %s:%d (HTTPS, certificate %s)", options.host, options.https_port, options.cert)
+    others = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2}) for s in servers[1:]]
     try:
+        for t in others:
+            t.start()
         server.serve_forever(poll_interval=0.2)
     finally:
-        server.server_close()
+        for t in others:
+            t.join()
+        for s in servers:
+            s.server_close()
         Handler.engine.close()
         LOG.info("stopped")
     return 0

@@ -15,7 +15,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{clickhouse_url, kafka_bootstrap, require_services};
+use super::{Secure, clickhouse_url, kafka_bootstrap, require_services};
 
 /// A raw row to insert (column names as in `flexprice.raw_events`): the one insert type of the tests and benches.
 #[derive(Debug, Clone, clickhouse::Row, Serialize)]
@@ -141,6 +141,11 @@ pub struct Env {
     pub extra_env: Vec<(String, String)>,
     /// A configuration file passed as `--config` to the daemon and the CLI ([`Env::config_file`]).
     pub config: Option<PathBuf>,
+    /// librdkafka properties of this harness's own Kafka clients (producer of commands, readers), e.g. SASL.
+    pub client_properties: Vec<(String, String)>,
+    /// The ClickHouse URL the daemon and the CLI use when it differs from `clickhouse` (which the harness
+    /// uses to create tables and insert rows), e.g. the HTTPS port.
+    pub daemon_clickhouse: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -184,9 +189,43 @@ impl Env {
             },
             extra_env: Vec::new(),
             config: None,
+            client_properties: Vec::new(),
+            daemon_clickhouse: None,
         };
         env.create_tables().await;
         env
+    }
+
+    /// A namespace reached as production is: Kafka over SASL_SSL (SCRAM-SHA-512) and ClickHouse over HTTPS,
+    /// both trusting only the local CA, the SASL password from a file. The daemon and the CLI read a
+    /// configuration file (`REPROCESSOR_CONFIG`, in `log_dir`) with `[kafka.properties]`,
+    /// `[kafka.property_files]` and `clickhouse.ca_file`; the harness's own clients use the same settings.
+    pub async fn secure(name: &str, secure: &Secure) -> Env {
+        require_services();
+        let mut env = Env::on(name, secure.kafka_sasl_ssl.clone(), clickhouse_url()).await;
+        env.client_properties = secure.scram_properties();
+        env.daemon_clickhouse = Some(secure.clickhouse_https.clone());
+        let file = env.log_dir.join("secure.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"ssl.ca.location\" = {ca:?}\n\
+                 \"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = {user:?}\n\n\
+                 [kafka.property_files]\n\"sasl.password\" = {pw:?}\n\n[clickhouse]\nca_file = {ca:?}\n",
+                ca = secure.ca_file.display().to_string(),
+                user = secure.sasl_user,
+                pw = secure.sasl_password_file.display().to_string(),
+            ),
+        )
+        .unwrap();
+        env.extra_env
+            .push(("REPROCESSOR_CONFIG".into(), file.display().to_string()));
+        env
+    }
+
+    /// A librdkafka configuration of this harness's clients: bootstrap servers plus `client_properties`.
+    pub fn kafka_config(&self) -> ClientConfig {
+        kafka_config(&self.kafka, &self.client_properties)
     }
 
     pub fn client(&self) -> clickhouse::Client {
@@ -236,7 +275,9 @@ impl Env {
             ),
             (
                 "REPROCESSOR_CLICKHOUSE__URL".into(),
-                self.clickhouse.clone(),
+                self.daemon_clickhouse
+                    .clone()
+                    .unwrap_or_else(|| self.clickhouse.clone()),
             ),
             (
                 "REPROCESSOR_CLICKHOUSE__DATABASE".into(),
@@ -371,8 +412,8 @@ impl Env {
     /// Produces a command on the control topic keyed by `key`, on `partition` when given; returns the partition
     /// and offset it landed on.
     pub async fn produce(&self, key: &str, partition: Option<i32>, command: &str) -> (i32, i64) {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &self.kafka)
+        let producer: FutureProducer = self
+            .kafka_config()
             .set("partitioner", "murmur2_random")
             .create()
             .unwrap();
@@ -396,10 +437,7 @@ impl Env {
 
     /// Waits until the control topic exists (the daemon creates the topics at start).
     pub fn wait_topics(&self, timeout: Duration) {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.kafka)
-            .create()
-            .unwrap();
+        let c: BaseConsumer = self.kafka_config().create().unwrap();
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(md) = c.fetch_metadata(None, Duration::from_secs(5)) {
@@ -421,7 +459,7 @@ impl Env {
 
     /// Every committed record of a topic (read_committed), read to the end of every partition.
     pub fn read_all(&self, key: &str) -> Vec<Record> {
-        read_topic(&self.kafka, &self.topic(key))
+        read_topic(&self.kafka_config(), &self.topic(key))
     }
 
     /// The results of one job, in order.
@@ -465,12 +503,22 @@ impl Env {
     }
 }
 
+/// `bootstrap.servers` plus `properties`.
+pub fn kafka_config(bootstrap: &str, properties: &[(String, String)]) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    for (k, v) in properties {
+        c.set(k, v);
+    }
+    c
+}
+
 /// Reads a whole topic with `isolation.level=read_committed`, retrying while the broker is not ready
-/// (e.g. right after a restart).
-pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
+/// (e.g. right after a restart). `client` is the base configuration (bootstrap servers, SASL, TLS).
+pub fn read_topic(client: &ClientConfig, topic: &str) -> Vec<Record> {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        match std::panic::catch_unwind(|| read_topic_once(bootstrap, topic)) {
+        match std::panic::catch_unwind(|| read_topic_once(client, topic)) {
             Ok(records) => return records,
             Err(e) if Instant::now() < deadline => {
                 eprintln!(
@@ -484,9 +532,9 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
     }
 }
 
-fn read_topic_once(bootstrap: &str, topic: &str) -> Vec<Record> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+fn read_topic_once(client: &ClientConfig, topic: &str) -> Vec<Record> {
+    let c: BaseConsumer = client
+        .clone()
         .set("group.id", "e2e-reader")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
@@ -625,6 +673,25 @@ impl DaemonProcess {
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own; its exit status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 

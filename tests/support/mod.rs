@@ -2,13 +2,17 @@
 //! (never skips it) when they are not running.
 //!
 //! The services come from `scripts/services.sh up` (Apache Kafka on 127.0.0.1:9092, the ClickHouse HTTP
-//! front end on 127.0.0.1:8123). `KAFKA_BOOTSTRAP` and `CLICKHOUSE_URL` point the tests elsewhere.
+//! front end on 127.0.0.1:8123). `KAFKA_BOOTSTRAP` and `CLICKHOUSE_URL` point the tests elsewhere; the secure
+//! endpoints ([`secure`]: Kafka SASL_SSL and mTLS, ClickHouse HTTPS, their CA) are what `scripts/services.sh env`
+//! prints for the same environment (`KAFKA_PORT`, `CLICKHOUSE_PORT`, `RER_SERVICES_DIR`, ...).
 //! A test that stops or restarts a service must use its own instance ([`OwnServices`]), never the shared one.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Milliseconds in a day.
@@ -82,6 +86,103 @@ pub fn require_clickhouse() {
     );
 }
 
+/// How clients reach the secure endpoints of one set of local services (`scripts/services.sh env`).
+#[derive(Debug, Clone)]
+pub struct Secure {
+    /// Kafka's SASL_SSL listener (SCRAM-SHA-512/256, PLAIN, OAUTHBEARER with unsecured JWTs).
+    pub kafka_sasl_ssl: String,
+    /// Kafka's SSL listener that requires a client certificate.
+    pub kafka_mtls: String,
+    pub sasl_user: String,
+    /// The file holding the SASL user's password.
+    pub sasl_password_file: PathBuf,
+    /// `https://...` of the ClickHouse front end.
+    pub clickhouse_https: String,
+    /// The local CA that signed the servers' and the client's certificates.
+    pub ca_file: PathBuf,
+    pub client_cert_file: PathBuf,
+    pub client_key_file: PathBuf,
+}
+
+impl Secure {
+    fn parse(text: &str) -> Secure {
+        let vars: HashMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+        let get = |k: &str| {
+            vars.get(k)
+                .unwrap_or_else(|| panic!("scripts/services.sh env printed no {k}:\n{text}"))
+                .to_string()
+        };
+        Secure {
+            kafka_sasl_ssl: get("KAFKA_SASL_SSL_BOOTSTRAP"),
+            kafka_mtls: get("KAFKA_MTLS_BOOTSTRAP"),
+            sasl_user: get("KAFKA_SASL_USER"),
+            sasl_password_file: get("KAFKA_SASL_PASSWORD_FILE").into(),
+            clickhouse_https: get("CLICKHOUSE_HTTPS_URL"),
+            ca_file: get("TLS_CA_FILE").into(),
+            client_cert_file: get("TLS_CLIENT_CERT_FILE").into(),
+            client_key_file: get("TLS_CLIENT_KEY_FILE").into(),
+        }
+    }
+
+    /// The SASL user's password.
+    pub fn sasl_password(&self) -> String {
+        std::fs::read_to_string(&self.sasl_password_file)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (start the services with scripts/services.sh up)",
+                    self.sasl_password_file.display()
+                )
+            })
+            .trim_end()
+            .to_string()
+    }
+
+    /// librdkafka properties of a SCRAM-SHA-512 client of the SASL_SSL listener trusting only the local CA.
+    pub fn scram_properties(&self) -> Vec<(String, String)> {
+        [
+            ("security.protocol", "SASL_SSL".to_string()),
+            ("ssl.ca.location", self.ca_file.display().to_string()),
+            ("sasl.mechanisms", "SCRAM-SHA-512".to_string()),
+            ("sasl.username", self.sasl_user.clone()),
+            ("sasl.password", self.sasl_password()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Panics with a clear message unless the SASL_SSL, mTLS and HTTPS endpoints accept connections.
+    pub fn require(&self) {
+        for (what, address) in [
+            ("Kafka's SASL_SSL listener", self.kafka_sasl_ssl.clone()),
+            ("Kafka's mTLS listener", self.kafka_mtls.clone()),
+            ("ClickHouse HTTPS", url_address(&self.clickhouse_https)),
+        ] {
+            assert!(
+                answers(&address),
+                "{what} does not answer on {address}: run scripts/services.sh up; a service started by an \
+                 older scripts/services.sh lacks it and must be restarted (scripts/services.sh down && scripts/services.sh up)"
+            );
+        }
+    }
+}
+
+/// The secure endpoints of the shared services (`scripts/services.sh env` with this environment), checked to
+/// answer.
+pub fn secure() -> &'static Secure {
+    static SECURE: OnceLock<Secure> = OnceLock::new();
+    let secure = SECURE.get_or_init(|| {
+        let output = Command::new(services_script())
+            .arg("env")
+            .output()
+            .expect("run scripts/services.sh env");
+        assert!(output.status.success(), "scripts/services.sh env failed");
+        Secure::parse(&String::from_utf8_lossy(&output.stdout))
+    });
+    secure.require();
+    secure
+}
+
 /// A private Kafka + ClickHouse pair on their own ports and folders, for tests that stop, kill or restart a
 /// service. Restarting reuses the same Kafka log folder and ClickHouse data folder. Dropping it stops both.
 pub struct OwnServices {
@@ -104,7 +205,8 @@ impl OwnServices {
         }
     }
 
-    /// Like [`OwnServices::new`] with ports that are free now (Kafka: two consecutive ones).
+    /// Like [`OwnServices::new`] with ports that are free now (Kafka: four consecutive ones, for plaintext,
+    /// the controller, SASL_SSL and mTLS; ClickHouse: two, for HTTP and HTTPS).
     pub fn with_free_ports() -> Self {
         let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
         let pick = || loop {
@@ -112,18 +214,44 @@ impl OwnServices {
                 .and_then(|l| l.local_addr())
                 .expect("ask the OS for a free port")
                 .port();
-            if port < 65000 && free(port + 1) {
+            if port < 65000 && (1..4).all(|i| free(port + i)) {
                 return port;
             }
         };
         let kafka_port = pick();
         let clickhouse_port = loop {
             let port = pick();
-            if port != kafka_port && port != kafka_port + 1 && port + 1 != kafka_port {
+            if port + 1 < kafka_port || port > kafka_port + 3 {
                 break port;
             }
         };
         Self::new(kafka_port, clickhouse_port)
+    }
+
+    /// The secure endpoints of this instance (`scripts/services.sh env`).
+    pub fn secure(&self) -> Secure {
+        let output = self
+            .command(&["env"])
+            .output()
+            .expect("run scripts/services.sh env");
+        Secure::parse(&String::from_utf8_lossy(&output.stdout))
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(services_script());
+        c.args(args)
+            .env("KAFKA_PORT", self.kafka_port.to_string())
+            .env("KAFKA_CONTROLLER_PORT", (self.kafka_port + 1).to_string())
+            .env("KAFKA_SASL_PORT", (self.kafka_port + 2).to_string())
+            .env("KAFKA_SSL_PORT", (self.kafka_port + 3).to_string())
+            .env("CLICKHOUSE_PORT", self.clickhouse_port.to_string())
+            .env(
+                "CLICKHOUSE_HTTPS_PORT",
+                (self.clickhouse_port + 1).to_string(),
+            )
+            .env("RER_SERVICES_DIR", self.dir.path())
+            .env("KAFKA_EXTRA_PROPERTIES", &self.kafka_extra_properties);
+        c
     }
 
     pub fn kafka_bootstrap(&self) -> String {
@@ -136,13 +264,8 @@ impl OwnServices {
 
     /// Runs `scripts/services.sh <args>` for this instance; panics with its output on failure.
     pub fn run(&self, args: &[&str]) {
-        let output = Command::new(services_script())
-            .args(args)
-            .env("KAFKA_PORT", self.kafka_port.to_string())
-            .env("KAFKA_CONTROLLER_PORT", (self.kafka_port + 1).to_string())
-            .env("CLICKHOUSE_PORT", self.clickhouse_port.to_string())
-            .env("RER_SERVICES_DIR", self.dir.path())
-            .env("KAFKA_EXTRA_PROPERTIES", &self.kafka_extra_properties)
+        let output = self
+            .command(args)
             .output()
             .expect("run scripts/services.sh");
         assert!(
@@ -166,26 +289,30 @@ impl OwnServices {
 
 impl Drop for OwnServices {
     fn drop(&mut self) {
-        let _ = Command::new(services_script())
-            .args(["down"])
-            .env("KAFKA_PORT", self.kafka_port.to_string())
-            .env("KAFKA_CONTROLLER_PORT", (self.kafka_port + 1).to_string())
-            .env("CLICKHOUSE_PORT", self.clickhouse_port.to_string())
-            .env("RER_SERVICES_DIR", self.dir.path())
-            .output();
+        let _ = self.command(&["down"]).output();
     }
 }
 
 pub mod harness;
 
-/// A TCP proxy in front of ClickHouse (`target` = `host:port`): returns its base URL and the task serving it
-/// (abort the task to make the server disappear under connected clients). When `refuse` is given and returns
-/// true for what a connection has sent of its current request, the proxy answers that request with HTTP 500
-/// and ClickHouse's `TIMEOUT_EXCEEDED` (code 159, which clients retry) and closes the connection: a server that
-/// cannot run a kind of query.
+/// A fault a [`clickhouse_proxy`] injects.
+#[derive(Clone, Copy)]
+pub enum Fault {
+    /// None: a plain proxy.
+    None,
+    /// When the function returns true for what a connection has sent of its current request, the proxy answers
+    /// that request with HTTP 500 and ClickHouse's `TIMEOUT_EXCEEDED` (code 159, which clients retry) and closes
+    /// the connection: a server that cannot run a kind of query.
+    Refuse(fn(&[u8]) -> bool),
+    /// Every connection is cut after this many bytes of answers: a network that breaks long reads.
+    CutAfter(usize),
+}
+
+/// A TCP proxy in front of ClickHouse (`target` = `host:port`) injecting `fault`: returns its base URL and the
+/// task serving it (abort the task to make the server disappear under connected clients).
 pub async fn clickhouse_proxy(
     target: String,
-    refuse: Option<fn(&[u8]) -> bool>,
+    fault: Fault,
 ) -> (String, tokio::task::JoinHandle<()>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const TIMEOUT: &[u8] = b"Code: 159. DB::Exception: Timeout exceeded: elapsed 61.2 seconds, maximum: 60. (TIMEOUT_EXCEEDED)";
@@ -202,10 +329,15 @@ pub async fn clickhouse_proxy(
                 let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
                     return;
                 };
-                let Some(refuse) = refuse else {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    return;
+                let (refuse, cut_after) = match fault {
+                    Fault::None => {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        return;
+                    }
+                    Fault::Refuse(f) => (Some(f), usize::MAX),
+                    Fault::CutAfter(n) => (None, n),
                 };
+                let mut answered = 0usize;
                 let (mut a, mut b) = (vec![0u8; 16384], vec![0u8; 16384]);
                 let mut request = Vec::new();
                 loop {
@@ -213,7 +345,7 @@ pub async fn clickhouse_proxy(
                         n = inbound.read(&mut a) => {
                             let Ok(n @ 1..) = n else { return };
                             request.extend_from_slice(&a[..n]);
-                            if refuse(&request) {
+                            if refuse.is_some_and(|refuse| refuse(&request)) {
                                 let head = format!(
                                     "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n\
                                      X-ClickHouse-Exception-Code: 159\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -229,7 +361,10 @@ pub async fn clickhouse_proxy(
                             let Ok(n @ 1..) = n else { return };
                             // An answer: the next bytes from the client are a new request.
                             request.clear();
+                            let n = n.min(cut_after - answered);
                             if inbound.write_all(&b[..n]).await.is_err() { return }
+                            answered += n;
+                            if answered >= cut_after { return }
                         }
                     }
                 }
