@@ -432,8 +432,8 @@ pub struct ClickHouseConfig {
     pub request_timeout_secs: u64,
     /// Total time transient failures of one query are retried for, seconds (exponential backoff with jitter).
     pub retry_budget_secs: u64,
-    /// Rows one query reads at most: a job's query reads 50 batches' worth of rows, cut into batches as they
-    /// arrive, bounded by this (SPEC §4).
+    /// Rows one query of a job reads at most, cut into batches as they arrive (SPEC §4); a throttled job's
+    /// queries read at most 30 s of its rate.
     pub max_rows_per_query: u64,
 }
 

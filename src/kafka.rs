@@ -39,12 +39,21 @@ pub enum Role<'a> {
     Admin,
 }
 
-/// The librdkafka configuration of a client in `role`.
+/// The librdkafka configuration of a client in `role`: the role's tunable defaults (batching, linger,
+/// compression), then every `kafka.properties` entry and value read from `kafka.property_files` (security,
+/// tuning), then what the product relies on (transactions, isolation, offsets, partitioners), which no property
+/// overrides.
 pub fn client_config(cfg: &Config, role: Role<'_>) -> ClientConfig {
     let k = &cfg.kafka;
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.bootstrap_servers);
-    // `kafka.properties` and the values read from `kafka.property_files` (SASL, TLS, …).
+    if let Role::Transactional { batch_bytes, .. } = role {
+        // A transaction's records are sent at its flush at the latest, so a long linger costs no latency and
+        // spares the broker threads a wakeup per few records.
+        c.set("batch.size", batch_bytes.to_string())
+            .set("linger.ms", "100")
+            .set("compression.type", "lz4");
+    }
     for (name, value) in k.client_properties() {
         c.set(name, value);
     }
@@ -63,7 +72,7 @@ pub fn client_config(cfg: &Config, role: Role<'_>) -> ClientConfig {
         Role::Transactional {
             id,
             max_message_bytes,
-            batch_bytes,
+            ..
         } => {
             c.set("transactional.id", id)
                 .set("enable.idempotence", "true")
@@ -74,9 +83,9 @@ pub fn client_config(cfg: &Config, role: Role<'_>) -> ClientConfig {
                 .set("message.timeout.ms", k.transaction_timeout_ms.to_string())
                 .set("message.max.bytes", (max_message_bytes + 1024).to_string())
                 .set("partitioner", "fnv1a_random")
-                .set("batch.size", batch_bytes.to_string())
-                .set("linger.ms", "5")
-                .set("compression.type", "lz4");
+                // Only failures matter to a transaction (its flush waits for every record either way): no
+                // report, and no work on the polling thread, per record delivered.
+                .set("delivery.report.only.error", "true");
         }
         Role::Reader { group } => {
             c.set("group.id", group)
@@ -235,6 +244,24 @@ mod tests {
         assert_eq!(get(&c, "enable.auto.commit").as_deref(), Some("false"));
         let c = client_config(&cfg, roles[1]);
         assert_eq!(get(&c, "transactional.id").as_deref(), Some("p-j1"));
+        assert_eq!(get(&c, "linger.ms").as_deref(), Some("100"));
+        // Tuning properties win over the role's defaults; what the product relies on does not move.
+        cfg.kafka.properties.insert("linger.ms".into(), "20".into());
+        cfg.kafka
+            .properties
+            .insert("transactional.id".into(), "mine".into());
+        cfg.kafka
+            .properties
+            .insert("isolation.level".into(), "read_uncommitted".into());
+        let c = client_config(&cfg, roles[1]);
+        assert_eq!(get(&c, "linger.ms").as_deref(), Some("20"));
+        assert_eq!(get(&c, "transactional.id").as_deref(), Some("p-j1"));
+        let c = client_config(&cfg, Role::ControlConsumer);
+        assert_eq!(
+            get(&c, "isolation.level").as_deref(),
+            Some("read_committed")
+        );
+        let c = client_config(&cfg, roles[1]);
         assert_eq!(get(&c, "partitioner").as_deref(), Some("fnv1a_random"));
         assert_eq!(get(&c, "message.max.bytes").as_deref(), Some("2001024"));
         let c = client_config(&cfg, Role::UncommittedWatermarks);

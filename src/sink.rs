@@ -9,14 +9,13 @@
 
 use std::time::Duration;
 
-use futures::future::join_all;
 use rdkafka::TopicPartitionList;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ThreadedProducer};
 use tracing::{debug, warn};
 
 use crate::config::Config;
@@ -215,9 +214,43 @@ pub enum TxnError {
     Retry(String),
 }
 
+/// The client context of a transactional producer: logs, and the delivery failures of the open transaction
+/// by record index (`DeliveryOpaque`), recorded by the producer's polling thread. No future or channel per
+/// record: a transaction sends its records, flushes once, then reads what failed.
+#[derive(Default)]
+pub struct DeliveryContext {
+    log: KafkaLogContext,
+    failed: std::sync::Mutex<Vec<(usize, KafkaError)>>,
+}
+
+impl rdkafka::ClientContext for DeliveryContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.log.log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.log.error(error, reason);
+    }
+}
+
+impl rdkafka::producer::ProducerContext for DeliveryContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, index: usize) {
+        if let Err((e, _)) = result {
+            self.failed
+                .lock()
+                .expect("delivery lock")
+                .push((index, e.clone()));
+        }
+    }
+}
+
+type Inner = ThreadedProducer<DeliveryContext>;
+
 /// A transactional producer with a stable transactional id.
 pub struct TxnProducer {
-    producer: FutureProducer<KafkaLogContext>,
+    producer: Inner,
     op_timeout: Duration,
 }
 
@@ -279,8 +312,8 @@ impl TxnProducer {
             max_message_bytes: max_bytes,
             batch_bytes: (min_bytes - 512).clamp(1024, 1_000_000),
         };
-        let producer: FutureProducer<KafkaLogContext> = client_config(cfg, role)
-            .create_with_context(KafkaLogContext::default())
+        let producer: Inner = client_config(cfg, role)
+            .create_with_context(DeliveryContext::default())
             .map_err(|e| TxnError::Fatal(e.to_string()))?;
         let op_timeout = cfg.kafka.operation_timeout();
         let deadline = std::time::Instant::now() + cfg.kafka.init_timeout();
@@ -350,56 +383,84 @@ impl TxnProducer {
         self.commit_open().await
     }
 
-    /// Sends every record of the open transaction and waits for their delivery reports.
+    /// Sends every record of the open transaction and waits for their delivery reports: one blocking flush
+    /// (librdkafka sends at once, ignoring `linger.ms`, and returns when every report was served).
     async fn produce(&self, records: &[OutRecord]) -> Produced {
         let mut out = Produced::default();
-        let mut futures: Vec<(Option<usize>, DeliveryFuture)> = Vec::with_capacity(records.len());
-        for r in records {
-            match self.send(r).await {
-                Ok(f) => futures.push((r.tag, f)),
-                Err(e) => {
-                    match e.rdkafka_error_code() {
-                        Some(code) if refuses_the_record(code) => {
-                            out.refused.push((r.tag, error_name(code)))
-                        }
-                        _ => out.other = Some(e),
+        self.producer
+            .context()
+            .failed
+            .lock()
+            .expect("delivery lock")
+            .clear();
+        for (i, r) in records.iter().enumerate() {
+            if let Err(e) = self.send(i, r).await {
+                match e.rdkafka_error_code() {
+                    Some(code) if refuses_the_record(code) => {
+                        out.refused.push((r.tag, error_name(code)))
                     }
-                    break;
+                    _ => out.other = Some(e),
                 }
+                break;
             }
         }
-        let (tags, futures): (Vec<_>, Vec<_>) = futures.into_iter().unzip();
-        for (tag, res) in tags.into_iter().zip(join_all(futures).await) {
-            match res {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => match e.rdkafka_error_code() {
-                    Some(code) if refuses_the_record(code) => {
-                        out.refused.push((tag, error_name(code)))
-                    }
-                    _ => {
-                        out.other.get_or_insert(e);
-                    }
-                },
-                Err(_) => {
-                    out.other.get_or_insert(KafkaError::Canceled);
+        if let Err(e) = self.flush().await {
+            out.other.get_or_insert(e);
+        }
+        let failed = std::mem::take(
+            &mut *self
+                .producer
+                .context()
+                .failed
+                .lock()
+                .expect("delivery lock"),
+        );
+        for (i, e) in failed {
+            match e.rdkafka_error_code() {
+                Some(code) if refuses_the_record(code) => {
+                    out.refused.push((records[i].tag, error_name(code)))
+                }
+                _ => {
+                    out.other.get_or_insert(e);
                 }
             }
         }
         out
     }
 
-    /// Enqueues one record, waiting while librdkafka's queue is full.
-    async fn send(&self, r: &OutRecord) -> Result<DeliveryFuture, KafkaError> {
+    /// Waits until every record sent has its delivery report (served by the producer's polling thread).
+    async fn flush(&self) -> Result<(), KafkaError> {
+        let p = self.producer.clone();
+        let ms = self.op_timeout.as_millis().min(i32::MAX as u128) as i32;
+        let code = tokio::task::spawn_blocking(move || {
+            // SAFETY: the client pointer is valid while `p` (a clone of the producer) lives. With delivery
+            // reports as events (how rdkafka sets up producers), rd_kafka_flush only waits for the count of
+            // messages in flight to reach zero; the polling thread serves the reports. (The crate's own
+            // `flush` polls the event queue in 100 ms windows instead, adding up to 100 ms per call.)
+            unsafe { rdkafka::bindings::rd_kafka_flush(p.client().native_ptr(), ms) }
+        })
+        .await
+        .expect("flush task does not panic");
+        match RDKafkaErrorCode::from(code) {
+            RDKafkaErrorCode::NoError => Ok(()),
+            other => Err(KafkaError::Flush(other)),
+        }
+    }
+
+    /// Enqueues one record (its index in the transaction is its delivery opaque), waiting while librdkafka's
+    /// queue is full.
+    async fn send(&self, index: usize, r: &OutRecord) -> Result<(), KafkaError> {
         let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
         for (k, v) in &r.headers {
             headers = headers.insert(Header {
                 key: k,
-                value: Some(v.as_bytes()),
+                value: Some(v.bytes(&r.key)),
             });
         }
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&r.topic)
-            .key(r.key.as_slice())
-            .headers(headers);
+        let mut record: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(&r.topic, index)
+                .key(r.key.as_slice())
+                .headers(headers);
         if let Some(value) = &r.value {
             record = record.payload(value.as_slice());
         }
@@ -407,8 +468,8 @@ impl TxnProducer {
             record = record.partition(p);
         }
         loop {
-            match self.producer.send_result(record) {
-                Ok(f) => return Ok(f),
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     tokio::time::sleep(Duration::from_millis(5)).await;

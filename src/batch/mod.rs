@@ -69,6 +69,11 @@ pub fn build(
     };
     let at = format_ms(crate::command::now_ms());
     let debug_on = tracing::enabled!(Level::DEBUG);
+    // The row's tenant and environment are the job's (the query filters on them).
+    let shared = Shared {
+        tenant: spec.tenant_id.as_str().into(),
+        environment: spec.environment_id.as_str().into(),
+    };
     for (i, row) in rows.iter().enumerate() {
         out.delta.found += 1;
         if !sampled_in(&row.id, spec.sample_rate) {
@@ -81,7 +86,7 @@ pub fn build(
             batch_position: i as i64 + 1,
             at: &at,
         };
-        match row_record(records, spec, &place, row, i, refused) {
+        match row_record(records, &shared, &place, row, i, refused) {
             Ok(event) => {
                 out.delta.published += 1;
                 if debug_on {
@@ -119,10 +124,16 @@ pub fn build(
     out
 }
 
+/// Header values every event of a batch shares.
+struct Shared {
+    tenant: std::sync::Arc<str>,
+    environment: std::sync::Arc<str>,
+}
+
 /// The event record of one row, or its dead letter.
 fn row_record(
     records: &Records,
-    spec: &JobSpec,
+    shared: &Shared,
     place: &RowPlace<'_>,
     row: &RawRow,
     i: usize,
@@ -136,14 +147,12 @@ fn row_record(
         let message = format!("the broker refused the event: {name}");
         return Err(Box::new(DeadLetter::publish(place, name, message, raw())));
     }
-    // The row's tenant and environment are the job's (the query filters on them).
-    let (tenant, environment) = (spec.tenant_id.as_str(), spec.environment_id.as_str());
-    let outcome = transform::transform(&row.payload, tenant, environment);
+    let outcome = transform::transform(&row.payload, &shared.tenant, &shared.environment);
     let Outcome::Event(ev) = outcome else {
         let dl = DeadLetter::of_outcome(place, &outcome, raw).expect("not an event");
         return Err(Box::new(dl));
     };
-    let rec = records.event(ev, tenant, environment, i);
+    let rec = records.event(ev, &shared.tenant, &shared.environment, i);
     if rec.wire_size() > records.max_event_bytes {
         let message = format!(
             "event of {} bytes exceeds max.message.bytes {} of topic {}",
@@ -382,7 +391,7 @@ mod tests {
         assert_eq!((built.delta.published, built.delta.failed), (1, 1));
         assert_eq!(
             built.records[3].headers[2],
-            ("reason", "MSG_SIZE_TOO_LARGE".to_string())
+            ("reason", "MSG_SIZE_TOO_LARGE".to_string().into())
         );
         let dry = JobSpec {
             dry_run: true,

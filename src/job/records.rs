@@ -13,6 +13,33 @@ use crate::transform::Event;
 /// before producing (record batch header plus record overhead).
 pub const RECORD_OVERHEAD_BYTES: usize = 128;
 
+/// The value of a record header. Values every record of a batch shares (tenant, environment) are shared, and
+/// a header equal to the record's key refers to it, so an event's headers allocate nothing of their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderValue {
+    Text(String),
+    Shared(Arc<str>),
+    /// The record's key.
+    Key,
+}
+
+impl HeaderValue {
+    /// The value's bytes; `key` is the record's key.
+    pub fn bytes<'a>(&'a self, key: &'a [u8]) -> &'a [u8] {
+        match self {
+            HeaderValue::Text(s) => s.as_bytes(),
+            HeaderValue::Shared(s) => s.as_bytes(),
+            HeaderValue::Key => key,
+        }
+    }
+}
+
+impl From<String> for HeaderValue {
+    fn from(s: String) -> HeaderValue {
+        HeaderValue::Text(s)
+    }
+}
+
 /// One record of a transaction. `tag` is handed back when the broker refuses this record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutRecord {
@@ -23,7 +50,7 @@ pub struct OutRecord {
     pub key: Vec<u8>,
     /// `None` is a tombstone.
     pub value: Option<Vec<u8>>,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(&'static str, HeaderValue)>,
     /// Position of the row in its batch (0-based) for rows' records; `None` for records about the job.
     pub tag: Option<usize>,
 }
@@ -36,7 +63,7 @@ impl OutRecord {
             + self
                 .headers
                 .iter()
-                .map(|(k, v)| k.len() + v.len() + 8)
+                .map(|(k, v)| k.len() + v.bytes(&self.key).len() + 8)
                 .sum::<usize>()
             + RECORD_OVERHEAD_BYTES
     }
@@ -152,7 +179,7 @@ impl Records {
             partition: None,
             key: r.job_id.clone().into_bytes(),
             value: Some(r.to_json()),
-            headers: vec![("status", r.status.as_str().to_string())],
+            headers: vec![("status", r.status.as_str().to_string().into())],
             tag: None,
         }
     }
@@ -185,14 +212,32 @@ impl Records {
         out
     }
 
-    /// The event of a row, keyed `tenant_id:external_customer_id` with the four Flexprice headers (SPEC §7).
+    /// The event of a row, keyed `tenant_id:external_customer_id` with the four Flexprice headers in their
+    /// order (SPEC §7, as [`Event::headers`] names them): `tenant_id`, `environment_id`, `partition_key` (the
+    /// key, or the tenant alone when the customer is empty) and `_watermill_message_uuid` (the event id).
     /// `tag` is the row's position in its batch.
-    pub fn event(&self, ev: Event, tenant_id: &str, environment_id: &str, tag: usize) -> OutRecord {
+    pub fn event(
+        &self,
+        ev: Event,
+        tenant: &Arc<str>,
+        environment: &Arc<str>,
+        tag: usize,
+    ) -> OutRecord {
+        let partition_key = if ev.external_customer_id.is_empty() {
+            HeaderValue::Shared(tenant.clone())
+        } else {
+            HeaderValue::Key
+        };
         OutRecord {
             topic: self.topics.output.clone(),
             partition: None,
-            key: ev.key(tenant_id).into_bytes(),
-            headers: ev.headers(tenant_id, environment_id).into(),
+            key: ev.key(tenant).into_bytes(),
+            headers: vec![
+                ("tenant_id", HeaderValue::Shared(tenant.clone())),
+                ("environment_id", HeaderValue::Shared(environment.clone())),
+                ("partition_key", partition_key),
+                ("_watermill_message_uuid", HeaderValue::Text(ev.id)),
+            ],
             value: Some(ev.json.into_bytes()),
             tag: Some(tag),
         }
@@ -203,9 +248,9 @@ impl Records {
     /// dead-letter topic's `max.message.bytes`.
     pub fn dead_letter(&self, mut dl: DeadLetter, row: &RawRow) -> OutRecord {
         let headers = vec![
-            ("job_id", dl.job_id.clone()),
-            ("stage", dl.stage.as_str().to_string()),
-            ("reason", dl.reason.clone()),
+            ("job_id", dl.job_id.clone().into()),
+            ("stage", dl.stage.as_str().to_string().into()),
+            ("reason", dl.reason.clone().into()),
         ];
         let mut value = dl.to_json();
         let mut max_payload = self.dead_letter_payload_bytes;
@@ -298,11 +343,38 @@ mod tests {
             StateRecord::Checkpoint(c) if c.status == crate::job::JobStatus::Cancelled
         ));
         assert_eq!(&*out[2].topic, "raw_events_reprocess_results");
-        assert_eq!(out[2].headers, [("status", "cancelled".to_string())]);
+        assert_eq!(out[2].headers, [("status", "cancelled".to_string().into())]);
         let json: serde_json::Value =
             serde_json::from_slice(out[2].value.as_ref().unwrap()).unwrap();
         assert_eq!(json["cursor"]["id"], "id-9");
         assert_eq!(r.control_request(&req).partition, Some(p));
+    }
+
+    #[test]
+    fn event_headers_are_the_flexprice_ones() {
+        let r = records();
+        let (tenant, env): (Arc<str>, Arc<str>) = ("t1".into(), "e1".into());
+        let payloads: [&[u8]; 2] = [
+            br#"{"id":"e1","orgId":"o","methodName":"m","providerName":"p","createdAt":"2024-01-01T00:00:00Z"}"#,
+            br#"{"id":"e2","orgId":" ","methodName":"m","providerName":"p","createdAt":"2024-01-01T00:00:00Z"}"#,
+        ];
+        for payload in payloads {
+            let crate::transform::Outcome::Event(ev) =
+                crate::transform::transform(payload, "t1", "e1")
+            else {
+                panic!()
+            };
+            let want = ev.headers("t1", "e1");
+            let rec = r.event(ev.clone(), &tenant, &env, 0);
+            let got: Vec<(&str, &[u8])> = rec
+                .headers
+                .iter()
+                .map(|(k, v)| (*k, v.bytes(&rec.key)))
+                .collect();
+            let want: Vec<(&str, &[u8])> = want.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+            assert_eq!(got, want);
+            assert_eq!(rec.key, ev.key("t1").into_bytes());
+        }
     }
 
     #[test]
@@ -334,9 +406,9 @@ mod tests {
         assert_eq!(
             rec.headers,
             [
-                ("job_id", "j".to_string()),
-                ("stage", "publish".to_string()),
-                ("reason", "too_large".to_string())
+                ("job_id", "j".to_string().into()),
+                ("stage", "publish".to_string().into()),
+                ("reason", "too_large".to_string().into())
             ]
         );
     }
