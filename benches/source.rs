@@ -15,7 +15,7 @@ mod support;
 use std::time::Instant;
 
 use raw_events_reprocessor::config::ClickHouseConfig;
-use raw_events_reprocessor::source::{Cursor, Filters, Mode, Source, StreamShape};
+use raw_events_reprocessor::source::{Cursor, Filters, Source, StreamShape};
 use support::harness::InsertRow;
 use support::{DAY, T0 as D0};
 
@@ -131,16 +131,7 @@ async fn main() {
         ..ClickHouseConfig::default()
     };
     let src = Source::connect(&cfg).await.unwrap();
-    let f = Filters {
-        tenant_id: "tenant_bench".into(),
-        environment_id: "env_prod".into(),
-        external_customer_ids: vec![],
-        event_names: vec![],
-        event_ids: vec![],
-        start_ms: D0,
-        end_ms: D0 + 2 * DAY,
-        mode: Mode::All,
-    };
+    let f = Filters::new("tenant_bench", "env_prod", D0, D0 + 2 * DAY);
     for batch in [1_000u32, 10_000] {
         let shape = StreamShape {
             batch_size: batch,

@@ -53,8 +53,30 @@ pub struct JobSpec {
     pub dry_run: bool,
     /// Keep rows whose id hashes below this fraction, `0 < r <= 1` (SPEC §7).
     pub sample_rate: f64,
-    /// Publish-rate ceiling, events per second.
+    /// Publish-rate ceiling, events per second (for a split job: the sum of its parts').
     pub max_events_per_second: Option<f64>,
+    /// How many parts the job is split into (1: it is not; SPEC §5a).
+    #[serde(default = "one")]
+    pub parallelism: u32,
+    /// The split job this job is a part of.
+    #[serde(default)]
+    pub parent_job_id: Option<String>,
+    /// Only customers `>=` this (a part of a split day; SPEC §5a).
+    #[serde(default)]
+    pub external_customer_id_from: Option<String>,
+    /// Only customers `<` this.
+    #[serde(default)]
+    pub external_customer_id_to: Option<String>,
+    /// The window of `pending` mode's anti-join when it is not `[start_ms, end_ms)` (a part: its split job's
+    /// window), UTC ms.
+    #[serde(default)]
+    pub pending_start_ms: Option<i64>,
+    #[serde(default)]
+    pub pending_end_ms: Option<i64>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl JobSpec {
@@ -69,7 +91,18 @@ impl JobSpec {
             start_ms: self.start_ms,
             end_ms: self.end_ms,
             mode: self.mode.clone(),
+            customer_from: self.external_customer_id_from.clone(),
+            customer_to: self.external_customer_id_to.clone(),
+            pending_window: match (self.pending_start_ms, self.pending_end_ms) {
+                (Some(a), Some(b)) => Some((a, b)),
+                _ => None,
+            },
         }
+    }
+
+    /// Whether the job is split into parts that do its work (SPEC §5a).
+    pub fn is_split(&self) -> bool {
+        self.parallelism > 1
     }
 }
 
@@ -96,7 +129,7 @@ impl ControlAction {
 /// A valid command.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    Reprocess(JobSpec),
+    Reprocess(Box<JobSpec>),
     Control {
         action: ControlAction,
         job_id: String,
@@ -146,7 +179,20 @@ const REPROCESS_FIELDS: &[&str] = &[
     "dry_run",
     "sample_rate",
     "max_events_per_second",
+    "parallelism",
+    // Written by a split job for its parts (SPEC §5a); usable by anyone.
+    "parent_job_id",
+    "external_customer_id_from",
+    "external_customer_id_to",
+    "pending_start_date",
+    "pending_end_date",
 ];
+
+/// Most parts a job is split into (SPEC §3).
+pub const MAX_PARALLELISM: u64 = 64;
+
+/// Characters a part's id adds to its split job's: `.part-63`.
+pub const PART_SUFFIX_LEN: usize = 8;
 
 /// Parses and validates one command value.
 ///
@@ -215,7 +261,7 @@ pub fn parse(
             reject_unknown(&obj, REPROCESS_FIELDS).map_err(fail)?;
             let spec =
                 reprocess(&obj, readable_id.unwrap_or(derived), limits, now_ms).map_err(fail)?;
-            Ok(Command::Reprocess(spec))
+            Ok(Command::Reprocess(Box::new(spec)))
         }
         "cancel" | "pause" | "resume" => {
             check_job_id()?;
@@ -387,12 +433,6 @@ fn reprocess(
     limits: Limits,
     now_ms: i64,
 ) -> Result<JobSpec, String> {
-    let tenant_id = required_string(obj, "tenant_id")?;
-    let environment_id = required_string(obj, "environment_id")?;
-    let external_customer_ids =
-        string_list(obj, "external_customer_ids", Some("external_customer_id"))?;
-    let event_names = string_list(obj, "event_names", Some("event_name"))?;
-    let event_ids = string_list(obj, "event_ids", None)?;
     let start_ms = date(obj, "start_date")?.ok_or("field `start_date`: required")?;
     let end_ms = date(obj, "end_date")?.unwrap_or(now_ms);
     if end_ms <= start_ms {
@@ -402,95 +442,98 @@ fn reprocess(
             format_ms(start_ms)
         ));
     }
-    let batch_size = match obj.get("batch_size") {
-        None | Some(Value::Null) => limits.default_batch_size,
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(b) if b >= 1 && b <= u64::from(limits.max_batch_size) => b as u32,
-            _ => {
-                return Err(format!(
-                    "field `batch_size`: must be an integer from 1 to {}, got {n}",
-                    limits.max_batch_size
-                ));
-            }
-        },
-        Some(other) => {
-            return Err(format!(
-                "field `batch_size`: must be an integer from 1 to {}, got {}",
-                limits.max_batch_size,
-                shorten(&other.to_string())
-            ));
-        }
-    };
-    let mode = match obj.get("mode") {
-        None | Some(Value::Null) => Mode::All,
-        Some(Value::String(s)) if s == "all" => Mode::All,
-        Some(Value::String(s)) if s == "pending" => Mode::Pending,
-        Some(other) => {
-            return Err(format!(
-                "field `mode`: must be \"all\" or \"pending\", got {}",
-                shorten(&other.to_string())
-            ));
-        }
-    };
-    let dry_run = match obj.get("dry_run") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => {
-            return Err(format!(
-                "field `dry_run`: must be true or false, got {}",
-                shorten(&other.to_string())
-            ));
-        }
-    };
-    let sample_rate = match obj.get("sample_rate") {
-        None | Some(Value::Null) => 1.0,
-        Some(Value::Number(n)) => match n.as_f64() {
-            Some(r) if r > 0.0 && r <= 1.0 => r,
-            _ => {
-                return Err(format!(
-                    "field `sample_rate`: must be > 0 and <= 1, got {n}"
-                ));
-            }
-        },
-        Some(other) => {
-            return Err(format!(
-                "field `sample_rate`: must be a number > 0 and <= 1, got {}",
-                shorten(&other.to_string())
-            ));
-        }
-    };
-    let max_events_per_second = match obj.get("max_events_per_second") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => match n.as_f64() {
-            Some(r) if r > 0.0 && r.is_finite() => Some(r),
-            _ => {
-                return Err(format!(
-                    "field `max_events_per_second`: must be > 0, got {n}"
-                ));
-            }
-        },
-        Some(other) => {
-            return Err(format!(
-                "field `max_events_per_second`: must be a number > 0, got {}",
-                shorten(&other.to_string())
-            ));
-        }
-    };
-    Ok(JobSpec {
-        job_id,
-        tenant_id,
-        environment_id,
-        external_customer_ids,
-        event_names,
-        event_ids,
+    let max = u64::from(limits.max_batch_size);
+    let parallelism = integer(obj, "parallelism", 1, MAX_PARALLELISM)?.unwrap_or(1) as u32;
+    if parallelism > 1 && job_id.len() > MAX_JOB_ID_LEN - PART_SUFFIX_LEN {
+        return Err(format!(
+            "field `job_id`: a split job's id has at most {} characters (its parts are `<job_id>.part-<k>`)",
+            MAX_JOB_ID_LEN - PART_SUFFIX_LEN
+        ));
+    }
+    let spec = JobSpec {
+        tenant_id: required_string(obj, "tenant_id")?,
+        environment_id: required_string(obj, "environment_id")?,
+        external_customer_ids: string_list(
+            obj,
+            "external_customer_ids",
+            Some("external_customer_id"),
+        )?,
+        event_names: string_list(obj, "event_names", Some("event_name"))?,
+        event_ids: string_list(obj, "event_ids", None)?,
         start_ms,
         end_ms,
-        batch_size,
-        mode,
-        dry_run,
-        sample_rate,
-        max_events_per_second,
-    })
+        batch_size: integer(obj, "batch_size", 1, max)?
+            .map_or(limits.default_batch_size, |b| b as u32),
+        mode: match obj.get("mode") {
+            None | Some(Value::Null) => Mode::All,
+            Some(Value::String(s)) if s == "all" => Mode::All,
+            Some(Value::String(s)) if s == "pending" => Mode::Pending,
+            Some(other) => return Err(got("mode", "\"all\" or \"pending\"", other)),
+        },
+        dry_run: match obj.get("dry_run") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => return Err(got("dry_run", "true or false", other)),
+        },
+        sample_rate: number(obj, "sample_rate", "> 0 and <= 1", |r| r > 0.0 && r <= 1.0)?
+            .unwrap_or(1.0),
+        max_events_per_second: number(obj, "max_events_per_second", "> 0", |r| r > 0.0)?,
+        parallelism,
+        parent_job_id: optional_string(obj, "parent_job_id")?,
+        external_customer_id_from: optional_string(obj, "external_customer_id_from")?,
+        external_customer_id_to: optional_string(obj, "external_customer_id_to")?,
+        pending_start_ms: date(obj, "pending_start_date")?,
+        pending_end_ms: date(obj, "pending_end_date")?,
+        job_id,
+    };
+    if parallelism > 1 && spec.parent_job_id.is_some() {
+        return Err("field `parallelism`: a part of a split job is not split again".into());
+    }
+    Ok(spec)
+}
+
+/// `field: must be <what>, got <value>`.
+fn got(field: &str, what: &str, value: &Value) -> String {
+    format!(
+        "field `{field}`: must be {what}, got {}",
+        shorten(&value.to_string())
+    )
+}
+
+/// An optional integer field within `[lo, hi]`.
+fn integer(obj: &Map<String, Value>, field: &str, lo: u64, hi: u64) -> Result<Option<u64>, String> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|v| (lo..=hi).contains(&v)) => {
+            Ok(n.as_u64())
+        }
+        Some(other) => Err(got(field, &format!("an integer from {lo} to {hi}"), other)),
+    }
+}
+
+/// An optional finite number field for which `ok` holds (`what` says what is allowed).
+fn number(
+    obj: &Map<String, Value>,
+    field: &str,
+    what: &str,
+    ok: impl Fn(f64) -> bool,
+) -> Result<Option<f64>, String> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.as_f64().is_some_and(|v| v.is_finite() && ok(v)) => {
+            Ok(n.as_f64())
+        }
+        Some(other) => Err(got(field, &format!("a number {what}"), other)),
+    }
+}
+
+/// An optional non-empty string field.
+fn optional_string(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, String> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        Some(other) => Err(got(field, "a non-empty string", other)),
+    }
 }
 
 /// Formats UTC milliseconds as RFC 3339 with exactly three fractional digits and `Z`

@@ -40,6 +40,9 @@ pub struct Config {
     /// When false, the daemon keeps consuming commands and rejects every new one with reason `disabled`
     /// (SPEC §3). Also set by `FLEXPRICE_RAW_EVENTS_REPROCESSING_ENABLED`.
     pub enabled: bool,
+    /// The id of this daemon instance, named in every result record and checkpoint it writes (SPEC §5a);
+    /// unset: `<hostname>-<pid>` ([`Config::instance`]).
+    pub instance_id: Option<String>,
     pub kafka: KafkaConfig,
     pub topics: TopicsConfig,
     pub clickhouse: ClickHouseConfig,
@@ -226,10 +229,26 @@ fn read_secret_file(key: &str, path: &Path) -> Result<Secret, ConfigError> {
     Ok(Secret(value.to_string()))
 }
 
+impl Config {
+    /// This instance's id: `instance_id`, or `<hostname>-<pid>`.
+    pub fn instance(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             enabled: true,
+            instance_id: None,
             kafka: KafkaConfig::default(),
             topics: TopicsConfig::default(),
             clickhouse: ClickHouseConfig::default(),

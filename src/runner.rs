@@ -27,7 +27,7 @@ use crate::batch::throttle::{self, Throttle};
 use crate::batch::{self, Progress};
 use crate::command::now_ms;
 use crate::config::Config;
-use crate::job::lifecycle::{self, Transition};
+use crate::job::lifecycle::{self, Stamp, Transition};
 use crate::job::records::{OutRecord, Records};
 use crate::job::{Checkpoint, Counters, JobStatus};
 use crate::metrics::Metrics;
@@ -44,9 +44,19 @@ pub struct JobContext {
     /// Running-job slots (`processing.concurrency`); FIFO, so queued jobs start in acceptance order.
     pub permits: Arc<Semaphore>,
     pub records: Records,
+    /// This daemon instance's id ([`Config::instance`]).
+    pub instance: String,
 }
 
 impl JobContext {
+    /// Now, by this instance: what every checkpoint it writes carries.
+    pub fn stamp(&self) -> Stamp<'_> {
+        Stamp {
+            now_ms: now_ms(),
+            instance: &self.instance,
+        }
+    }
+
     /// The transactional id of a job's producer: `<prefix>-<job_id>` (SPEC §5).
     pub fn transactional_id(&self, job_id: &str) -> String {
         format!("{}-{job_id}", self.cfg.kafka.transactional_id_prefix)
@@ -245,8 +255,10 @@ impl Runner {
             return Continue(());
         }
         let running = self.cp.status == JobStatus::Running;
-        self.transition(|r| lifecycle::honour(&r.cp, &r.ctx.state.pending(&r.cp.job_id), now_ms()))
-            .await?;
+        self.transition(|r| {
+            lifecycle::honour(&r.cp, &r.ctx.state.pending(&r.cp.job_id), r.ctx.stamp())
+        })
+        .await?;
         match self.cp.status {
             JobStatus::Cancelled => {
                 info!("job cancelled");
@@ -279,7 +291,7 @@ impl Runner {
     /// A queued job takes its slot: `running`.
     async fn begin(&mut self) -> ControlFlow<JobExit> {
         if self.cp.status == JobStatus::Queued {
-            self.transition(|r| lifecycle::start(&r.cp, now_ms()))
+            self.transition(|r| lifecycle::start(&r.cp, r.ctx.stamp()))
                 .await?;
             info!(estimated_total = ?self.cp.estimated_total, "job started");
         }
@@ -364,8 +376,13 @@ impl Runner {
             let batch_no = self.cp.counters.processed_batches;
             let records = &self.ctx.records;
             let mut built = batch::build(records, &self.cp.spec, rows, batch_no, &refused);
-            let next =
-                lifecycle::after_batch(&self.cp, &built.delta, cursor.clone(), estimated, now_ms());
+            let next = lifecycle::after_batch(
+                &self.cp,
+                &built.delta,
+                cursor.clone(),
+                estimated,
+                self.ctx.stamp(),
+            );
             let mut out = std::mem::take(&mut built.records);
             let now = Instant::now();
             let report = self.progress.due(now);
@@ -425,7 +442,7 @@ impl Runner {
     }
 
     async fn complete(&mut self) -> ControlFlow<JobExit, JobExit> {
-        self.transition(|r| Some(lifecycle::complete(&r.cp, now_ms())))
+        self.transition(|r| Some(lifecycle::complete(&r.cp, r.ctx.stamp())))
             .await?;
         batch::log_summary(&self.cp, "reprocessing job completed");
         Continue(JobExit::Completed)
@@ -436,7 +453,7 @@ impl Runner {
         error!(error, "reprocessing job failed");
         let error = error.to_string();
         match self
-            .transition(|r| Some(lifecycle::fail(&r.cp, &error, now_ms())))
+            .transition(|r| Some(lifecycle::fail(&r.cp, &error, r.ctx.stamp())))
             .await
         {
             Continue(()) => {
@@ -455,7 +472,7 @@ impl Runner {
             names.join(", ")
         );
         error!(error, "reprocessing job failed");
-        let t = lifecycle::fail(&self.cp, &error, now_ms());
+        let t = lifecycle::fail(&self.cp, &error, self.ctx.stamp());
         let records = self.ctx.records.transition(&t, now_ms());
         if self.producer.commit(&records, None).await.is_ok() {
             self.adopt(t.next, &[]);

@@ -362,16 +362,7 @@ fn expected(key: Key, inserts: &[&[Ins]], f: &Filters, events: &[InsEvent]) -> V
 }
 
 fn filters(tenant: &str, env: &str) -> Filters {
-    Filters {
-        tenant_id: tenant.into(),
-        environment_id: env.into(),
-        external_customer_ids: vec![],
-        event_names: vec![],
-        event_ids: vec![],
-        start_ms: D0 - DAY,
-        end_ms: D0 + 10 * DAY,
-        mode: Mode::All,
-    }
+    Filters::new(tenant, env, D0 - DAY, D0 + 10 * DAY)
 }
 
 /// A stream of batches of `batch` rows whose queries read 3 batches each (so that every replay crosses many

@@ -313,7 +313,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let mut r = Records::new(&Config::default(), 3, key);
+        let mut r = Records::new(&Config::default(), 3, key, "host-1".into());
         r.max_event_bytes = max_event;
         r
     }

@@ -178,7 +178,11 @@ mod tests {
             partition,
             offset: 7,
         };
-        accept(spec, &origin, 1_000)
+        let at = crate::job::lifecycle::Stamp {
+            now_ms: 1_000,
+            instance: "host-1",
+        };
+        accept(spec, &origin, at)
     }
 
     #[test]

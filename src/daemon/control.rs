@@ -108,7 +108,11 @@ impl Control {
             slots_full,
             lookup: &lookup,
         };
-        lifecycle::decide_command(parsed, &ctx, origin, now)
+        let at = lifecycle::Stamp {
+            now_ms: now,
+            instance: &self.ctx.instance,
+        };
+        lifecycle::decide_command(parsed, &ctx, origin, at)
     }
 
     /// The records of a verdict.

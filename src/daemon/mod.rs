@@ -183,7 +183,13 @@ impl Daemon {
             .subscribe(&[&cfg.topics.commands.name])
             .context("cannot subscribe to the control topic")?;
 
-        let records = Records::new(&cfg, state.partition_count(), source.sorting_key().clone());
+        let instance = cfg.instance();
+        let records = Records::new(
+            &cfg,
+            state.partition_count(),
+            source.sorting_key().clone(),
+            instance.clone(),
+        );
         let ctx = Arc::new(JobContext {
             cfg: cfg.clone(),
             source,
@@ -191,6 +197,7 @@ impl Daemon {
             metrics,
             permits: Arc::new(Semaphore::new(cfg.processing.concurrency as usize)),
             records,
+            instance,
         });
         let shutdown = CancellationToken::new();
         let daemon = Daemon {

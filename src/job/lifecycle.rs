@@ -20,26 +20,35 @@ pub struct Transition {
 }
 
 impl Transition {
-    fn of(cp: &Checkpoint, now_ms: i64) -> Transition {
+    fn of(cp: &Checkpoint, at: Stamp<'_>) -> Transition {
         Transition {
-            next: bumped(cp, now_ms),
+            next: bumped(cp, at),
             results: Vec::new(),
             honoured: Vec::new(),
         }
     }
 }
 
-/// A copy of `cp` as its next revision, written at `now_ms`.
-fn bumped(cp: &Checkpoint, now_ms: i64) -> Checkpoint {
+/// When and by whom a checkpoint is written: UTC ms, and the daemon instance's id (SPEC §5a).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp<'a> {
+    pub now_ms: i64,
+    pub instance: &'a str,
+}
+
+/// A copy of `cp` as its next revision, written `at`.
+fn bumped(cp: &Checkpoint, at: Stamp<'_>) -> Checkpoint {
     let mut next = cp.clone();
     next.revision = cp.revision + 1;
-    next.updated_at_ms = now_ms;
+    next.updated_at_ms = at.now_ms;
+    next.instance = Some(at.instance.to_string());
     next
 }
 
 /// The first checkpoint of an accepted job: `queued`, revision 1, owned by the control partition the command
 /// arrived on (SPEC §5).
-pub fn accept(spec: JobSpec, origin: &CommandOrigin, now_ms: i64) -> Checkpoint {
+pub fn accept(spec: JobSpec, origin: &CommandOrigin, at: Stamp<'_>) -> Checkpoint {
+    let now_ms = at.now_ms;
     Checkpoint {
         job_id: spec.job_id.clone(),
         revision: 1,
@@ -56,6 +65,8 @@ pub fn accept(spec: JobSpec, origin: &CommandOrigin, now_ms: i64) -> Checkpoint 
         completed_at_ms: None,
         error: None,
         control_handled: None,
+        parts: Vec::new(),
+        instance: Some(at.instance.to_string()),
     }
 }
 
@@ -95,7 +106,7 @@ pub fn decide_command(
     parsed: Result<Command, CommandError>,
     ctx: &CommandContext<'_>,
     origin: &CommandOrigin,
-    now_ms: i64,
+    at: Stamp<'_>,
 ) -> Verdict {
     if !ctx.enabled {
         let job_id = match &parsed {
@@ -121,7 +132,7 @@ pub fn decide_command(
                 job_id: spec.job_id,
             },
             None => Verdict::Accept {
-                checkpoint: Box::new(accept(spec, origin, now_ms)),
+                checkpoint: Box::new(accept(*spec, origin, at)),
                 queued: ctx.slots_full,
             },
         },
@@ -141,7 +152,7 @@ pub fn decide_command(
                     request_id: origin.derived_job_id(),
                     job_id,
                     action,
-                    at_ms: now_ms,
+                    at_ms: at.now_ms,
                 }),
             }
         }
@@ -199,9 +210,10 @@ pub fn control_problem(
 /// Honours the job's pending control requests, in order: `cancel` ends it (`cancelled`), `pause` of a running
 /// or queued job pauses it, `resume` of a paused or failed job queues it again (error cleared). A request with
 /// no effect (e.g. a pause after a cancel) is honoured all the same. `None` when nothing is pending.
-pub fn honour(cp: &Checkpoint, pending: &[ControlRequest], now_ms: i64) -> Option<Transition> {
+pub fn honour(cp: &Checkpoint, pending: &[ControlRequest], at: Stamp<'_>) -> Option<Transition> {
     let last = pending.last()?;
-    let mut t = Transition::of(cp, now_ms);
+    let now_ms = at.now_ms;
+    let mut t = Transition::of(cp, at);
     for req in pending {
         let (status, announced) = apply(t.next.status, req.action);
         if let Some(result) = announced {
@@ -220,13 +232,13 @@ pub fn honour(cp: &Checkpoint, pending: &[ControlRequest], now_ms: i64) -> Optio
 }
 
 /// A queued job takes its running slot: `running`, `started_at_ms` set the first time. `None` unless queued.
-pub fn start(cp: &Checkpoint, now_ms: i64) -> Option<Transition> {
+pub fn start(cp: &Checkpoint, at: Stamp<'_>) -> Option<Transition> {
     if cp.status != JobStatus::Queued {
         return None;
     }
-    let mut t = Transition::of(cp, now_ms);
+    let mut t = Transition::of(cp, at);
     t.next.status = JobStatus::Running;
-    t.next.started_at_ms.get_or_insert(now_ms);
+    t.next.started_at_ms.get_or_insert(at.now_ms);
     Some(t)
 }
 
@@ -237,9 +249,9 @@ pub fn after_batch(
     delta: &Counters,
     cursor: Option<Cursor>,
     estimated_total: Option<i64>,
-    now_ms: i64,
+    at: Stamp<'_>,
 ) -> Checkpoint {
-    let mut next = bumped(cp, now_ms);
+    let mut next = bumped(cp, at);
     next.counters.add(delta);
     next.cursor = cursor;
     if estimated_total.is_some() {
@@ -249,18 +261,18 @@ pub fn after_batch(
 }
 
 /// Every row was read: `completed`.
-pub fn complete(cp: &Checkpoint, now_ms: i64) -> Transition {
-    let mut t = Transition::of(cp, now_ms);
+pub fn complete(cp: &Checkpoint, at: Stamp<'_>) -> Transition {
+    let mut t = Transition::of(cp, at);
     t.next.status = JobStatus::Completed;
-    t.next.completed_at_ms = Some(now_ms);
+    t.next.completed_at_ms = Some(at.now_ms);
     t.results.push(ResultStatus::Completed);
     t
 }
 
 /// The job cannot go on (e.g. ClickHouse refused its query): `failed` with the error, keeping the cursor so
 /// that `resume` continues from it.
-pub fn fail(cp: &Checkpoint, error: &str, now_ms: i64) -> Transition {
-    let mut t = Transition::of(cp, now_ms);
+pub fn fail(cp: &Checkpoint, error: &str, at: Stamp<'_>) -> Transition {
+    let mut t = Transition::of(cp, at);
     t.next.status = JobStatus::Failed;
     t.next.error = Some(error.to_string());
     t.results.push(ResultStatus::Failed);
@@ -275,6 +287,13 @@ mod tests {
 
     use ControlAction::{Cancel, Pause, Resume};
     use JobStatus::{Cancelled, Completed, Failed, Paused, Queued, Running};
+
+    fn at(now_ms: i64) -> Stamp<'static> {
+        Stamp {
+            now_ms,
+            instance: "host-1",
+        }
+    }
 
     fn origin() -> CommandOrigin {
         CommandOrigin {
@@ -392,7 +411,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, a)| req(i as i64, *a))
                 .collect();
-            let t = honour(&cp, &pending, 100).unwrap();
+            let t = honour(&cp, &pending, at(100)).unwrap();
             assert_eq!(t.next.status, after, "{status} after {actions:?}");
             assert_eq!(t.results, results, "{status} after {actions:?}");
             assert_eq!(t.next.revision, cp.revision + 1);
@@ -409,13 +428,13 @@ mod tests {
             assert_eq!(t.next.completed_at_ms.is_some(), after == Cancelled);
             assert_eq!(effective_status(&cp, &pending), after);
         }
-        assert_eq!(honour(&checkpoint(), &[], 1), None);
+        assert_eq!(honour(&checkpoint(), &[], at(1)), None);
     }
 
     #[test]
     fn steps_of_a_job() {
         let queued = with_status(Queued);
-        let t = start(&queued, 50).unwrap();
+        let t = start(&queued, at(50)).unwrap();
         assert_eq!(
             (t.next.status, t.next.started_at_ms),
             (Running, Some(6)),
@@ -423,8 +442,8 @@ mod tests {
         );
         let mut fresh = with_status(Queued);
         fresh.started_at_ms = None;
-        assert_eq!(start(&fresh, 50).unwrap().next.started_at_ms, Some(50));
-        assert!(start(&with_status(Running), 1).is_none());
+        assert_eq!(start(&fresh, at(50)).unwrap().next.started_at_ms, Some(50));
+        assert!(start(&with_status(Running), at(1)).is_none());
         assert!(t.results.is_empty());
 
         let cp = checkpoint();
@@ -434,24 +453,29 @@ mod tests {
             processed_batches: 1,
             ..Default::default()
         };
-        let next = after_batch(&cp, &delta, None, None, 60);
+        let next = after_batch(&cp, &delta, None, None, at(60));
         assert_eq!(next.counters.found, 13);
         assert_eq!(next.counters.processed_batches, 3);
         assert_eq!(next.cursor, None);
         assert_eq!(next.estimated_total, Some(100), "kept");
         assert_eq!(
-            after_batch(&cp, &delta, None, Some(7), 60).estimated_total,
+            after_batch(&cp, &delta, None, Some(7), at(60)).estimated_total,
             Some(7)
         );
         assert_eq!(next.revision, 5);
+        assert_eq!(
+            next.instance.as_deref(),
+            Some("host-1"),
+            "the writer is named"
+        );
 
-        let t = complete(&cp, 70);
+        let t = complete(&cp, at(70));
         assert_eq!(
             (t.next.status, t.next.completed_at_ms),
             (Completed, Some(70))
         );
         assert_eq!(t.results, [ResultStatus::Completed]);
-        let t = fail(&cp, "no table", 80);
+        let t = fail(&cp, "no table", at(80));
         assert_eq!(t.next.status, Failed);
         assert_eq!(t.next.error.as_deref(), Some("no table"));
         assert_eq!(t.next.cursor, cp.cursor, "resume continues from the cursor");
@@ -472,10 +496,10 @@ mod tests {
             ..spec()
         };
         let v = decide_command(
-            Ok(Command::Reprocess(new_spec.clone())),
+            Ok(Command::Reprocess(Box::new(new_spec.clone()))),
             &ctx(true, false),
             &origin(),
-            5,
+            at(5),
         );
         let Verdict::Accept { checkpoint, queued } = v else {
             panic!("{v:?}")
@@ -492,19 +516,19 @@ mod tests {
         );
         assert!(matches!(
             decide_command(
-                Ok(Command::Reprocess(new_spec.clone())),
+                Ok(Command::Reprocess(Box::new(new_spec.clone()))),
                 &ctx(true, true),
                 &origin(),
-                5
+                at(5),
             ),
             Verdict::Accept { queued: true, .. }
         ));
         assert!(matches!(
-            decide_command(Ok(Command::Reprocess(spec())), &ctx(true, false), &origin(), 5),
+            decide_command(Ok(Command::Reprocess(Box::new(spec()))), &ctx(true, false), &origin(), at(5)),
             Verdict::Duplicate { job_id, .. } if job_id == "j1"
         ));
         assert!(matches!(
-            decide_command(Ok(Command::Reprocess(new_spec)), &ctx(false, false), &origin(), 5),
+            decide_command(Ok(Command::Reprocess(Box::new(new_spec))), &ctx(false, false), &origin(), at(5)),
             Verdict::Reject { reason, .. } if reason == "disabled"
         ));
         let bad = CommandError {
@@ -512,7 +536,7 @@ mod tests {
             reason: "field `tenant_id`: required".into(),
         };
         assert_eq!(
-            decide_command(Err(bad), &ctx(true, false), &origin(), 5),
+            decide_command(Err(bad), &ctx(true, false), &origin(), at(5)),
             Verdict::Reject {
                 job_id: "x".into(),
                 reason: "field `tenant_id`: required".into()
@@ -526,7 +550,7 @@ mod tests {
                 }),
                 &ctx(true, false),
                 &origin(),
-                5,
+                at(5),
             )
         };
         assert_eq!(

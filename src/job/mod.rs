@@ -14,6 +14,7 @@ pub mod dead_letter;
 pub mod lifecycle;
 pub mod records;
 pub mod result;
+pub mod split;
 
 use serde::{Deserialize, Serialize};
 
@@ -143,6 +144,12 @@ pub struct Checkpoint {
     pub error: Option<String>,
     /// `request_id` of the last [`ControlRequest`] honoured.
     pub control_handled: Option<String>,
+    /// A split job's parts, by job id (`<job_id>.part-<k>`; SPEC §5a); empty for any other job.
+    #[serde(default)]
+    pub parts: Vec<String>,
+    /// The daemon instance that wrote this checkpoint (`instance_id`).
+    #[serde(default)]
+    pub instance: Option<String>,
 }
 
 /// A cancel/pause/resume on its way to the job's owner (schema `schemas/avro/control_request.avsc`),
@@ -212,6 +219,12 @@ pub(crate) mod tests {
             dry_run: false,
             sample_rate: 0.5,
             max_events_per_second: Some(3.5),
+            parallelism: 1,
+            parent_job_id: None,
+            external_customer_id_from: None,
+            external_customer_id_to: None,
+            pending_start_ms: None,
+            pending_end_ms: None,
         }
     }
 
@@ -245,6 +258,8 @@ pub(crate) mod tests {
             completed_at_ms: None,
             error: None,
             control_handled: Some("cmds-1-2".into()),
+            parts: Vec::new(),
+            instance: Some("host-1".into()),
         }
     }
 

@@ -122,11 +122,19 @@ pub struct Records {
     pub max_dead_letter_bytes: usize,
     /// `processing.dlq_max_payload_bytes`: the first cut of a payload that makes a dead letter too large.
     pub dead_letter_payload_bytes: usize,
+    /// This daemon instance's id, named in every result record (SPEC §5a).
+    pub instance: String,
 }
 
 impl Records {
-    /// The builder for this configuration, `state_partitions` and `sorting_key` as found at start.
-    pub fn new(cfg: &Config, state_partitions: i32, sorting_key: SortingKey) -> Records {
+    /// The builder for this configuration, `state_partitions` and `sorting_key` as found at start, and this
+    /// instance's id.
+    pub fn new(
+        cfg: &Config,
+        state_partitions: i32,
+        sorting_key: SortingKey,
+        instance: String,
+    ) -> Records {
         Records {
             topics: Topics::of(cfg),
             state_partitions,
@@ -134,6 +142,7 @@ impl Records {
             max_event_bytes: cfg.topics.output.max_message_bytes as usize,
             max_dead_letter_bytes: cfg.topics.dlq.max_message_bytes as usize,
             dead_letter_payload_bytes: cfg.processing.dlq_max_payload_bytes,
+            instance,
         }
     }
 
@@ -172,13 +181,15 @@ impl Records {
         r
     }
 
-    /// A result record, keyed by job id, with a `status` header.
+    /// A result record, keyed by job id, with a `status` header, naming this instance.
     pub fn result(&self, r: &ResultRecord) -> OutRecord {
+        let mut value = r.clone();
+        value.instance = Some(self.instance.clone());
         OutRecord {
             topic: self.topics.results.clone(),
             partition: None,
             key: r.job_id.clone().into_bytes(),
-            value: Some(r.to_json()),
+            value: Some(value.to_json()),
             headers: vec![("status", r.status.as_str().to_string().into())],
             tag: None,
         }
@@ -292,7 +303,7 @@ mod tests {
             ],
         )
         .unwrap();
-        Records::new(&cfg, 6, key)
+        Records::new(&cfg, 6, key, "host-1".into())
     }
 
     #[test]
@@ -330,7 +341,11 @@ mod tests {
             action: crate::command::ControlAction::Cancel,
             at_ms: 1,
         };
-        let t = lifecycle::honour(&cp, std::slice::from_ref(&req), 10).unwrap();
+        let at = lifecycle::Stamp {
+            now_ms: 10,
+            instance: "host-1",
+        };
+        let t = lifecycle::honour(&cp, std::slice::from_ref(&req), at).unwrap();
         let out = r.transition(&t, 10);
         assert_eq!(out.len(), 3);
         let p = r.state_partition_of(&cp.job_id);
@@ -347,6 +362,7 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_slice(out[2].value.as_ref().unwrap()).unwrap();
         assert_eq!(json["cursor"]["id"], "id-9");
+        assert_eq!(json["instance"], "host-1");
         assert_eq!(r.control_request(&req).partition, Some(p));
     }
 

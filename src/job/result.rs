@@ -110,6 +110,12 @@ pub struct ResultRecord {
     pub started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<String>,
+    /// The daemon instance that wrote the record (SPEC §5a).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// A split job's parts, by job id (SPEC §5a).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<Vec<String>>,
 }
 
 impl ResultRecord {
@@ -139,6 +145,8 @@ impl ResultRecord {
             eta_seconds: None,
             started_at: None,
             completed_at: None,
+            instance: None,
+            parts: None,
         }
     }
 
@@ -184,6 +192,7 @@ impl ResultRecord {
             estimated_total: cp.estimated_total,
             started_at: cp.started_at_ms.map(format_ms),
             completed_at: cp.completed_at_ms.map(format_ms),
+            parts: (!cp.parts.is_empty()).then(|| cp.parts.clone()),
             ..ResultRecord::new(&cp.job_id, status, at_ms)
         }
     }
@@ -226,6 +235,9 @@ pub(crate) mod tests {
                     })
                     .collect(),
             ),
+            (Schema::Array(a), Json::Array(items)) => {
+                V::Array(items.iter().map(|j| json_to_avro(j, &a.items)).collect())
+            }
             (Schema::Map(m), Json::Object(o)) => V::Map(
                 o.iter()
                     .map(|(k, v)| (k.clone(), json_to_avro(v, &m.types)))
@@ -278,6 +290,8 @@ pub(crate) mod tests {
             ResultRecord {
                 rows_per_second: Some(1.5),
                 eta_seconds: Some(2.0),
+                instance: Some("host-1".into()),
+                parts: Some(vec!["j.part-0".into()]),
                 ..ResultRecord::of_checkpoint(&cp, ResultStatus::Progress, None, 0)
             },
         ] {

@@ -128,6 +128,31 @@ pub struct Filters {
     /// Exclusive end, UTC milliseconds.
     pub end_ms: i64,
     pub mode: Mode,
+    /// Only customers `>=` this (inclusive).
+    pub customer_from: Option<String>,
+    /// Only customers `<` this (exclusive).
+    pub customer_to: Option<String>,
+    /// `pending` mode's anti-join window, UTC ms, when it is not `[start_ms, end_ms)`.
+    pub pending_window: Option<(i64, i64)>,
+}
+
+impl Filters {
+    /// A tenant's and environment's rows of `[start_ms, end_ms)`, every other filter off.
+    pub fn new(tenant_id: &str, environment_id: &str, start_ms: i64, end_ms: i64) -> Filters {
+        Filters {
+            tenant_id: tenant_id.into(),
+            environment_id: environment_id.into(),
+            external_customer_ids: Vec::new(),
+            event_names: Vec::new(),
+            event_ids: Vec::new(),
+            start_ms,
+            end_ms,
+            mode: Mode::All,
+            customer_from: None,
+            customer_to: None,
+            pending_window: None,
+        }
+    }
 }
 
 /// The key columns of the last row returned: the position a replay resumes strictly after, and what the

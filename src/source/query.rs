@@ -83,6 +83,16 @@ fn push_filters(sql: &mut Sql, tables: &Tables, f: &Filters, lo_ms: i64, hi_ms: 
         sql.text
             .push_str(" AND external_customer_id IN {customers:Array(String)}");
     }
+    if let Some(from) = &f.customer_from {
+        sql.param("customer_from", ParamValue::Str(from.clone()));
+        sql.text
+            .push_str(" AND external_customer_id >= {customer_from:String}");
+    }
+    if let Some(to) = &f.customer_to {
+        sql.param("customer_to", ParamValue::Str(to.clone()));
+        sql.text
+            .push_str(" AND external_customer_id < {customer_to:String}");
+    }
     sql.param("lo", ParamValue::Int(lo_ms));
     sql.param("hi", ParamValue::Int(hi_ms));
     sql.text.push_str(&format!(
@@ -101,9 +111,11 @@ fn push_filters(sql: &mut Sql, tables: &Tables, f: &Filters, lo_ms: i64, hi_ms: 
     }
     if f.mode == Mode::Pending {
         // Anti-join (SPEC §4): ids already in `events` for the same tenant and environment, with
-        // `events.timestamp` in the job's whole window (not only the current day).
-        sql.param("start", ParamValue::Int(f.start_ms));
-        sql.param("end", ParamValue::Int(f.end_ms));
+        // `events.timestamp` in the job's whole window (not only the current day; a part of a split job: its
+        // split job's window).
+        let (start, end) = f.pending_window.unwrap_or((f.start_ms, f.end_ms));
+        sql.param("start", ParamValue::Int(start));
+        sql.param("end", ParamValue::Int(end));
         sql.text.push_str(&format!(
             " AND id NOT IN (SELECT id FROM {} WHERE tenant_id = {{tenant:String}} \
              AND environment_id = {{env:String}} AND timestamp >= {} AND timestamp < {}",
@@ -296,16 +308,7 @@ mod tests {
     }
 
     fn filters() -> Filters {
-        Filters {
-            tenant_id: "t' OR 1=1 --".into(),
-            environment_id: "e".into(),
-            external_customer_ids: vec![],
-            event_names: vec![],
-            event_ids: vec![],
-            start_ms: 1_700_000_000_000,
-            end_ms: 1_700_086_400_000,
-            mode: Mode::All,
-        }
+        Filters::new("t' OR 1=1 --", "e", 1_700_000_000_000, 1_700_086_400_000)
     }
 
     fn cursor() -> Cursor {
@@ -430,6 +433,9 @@ mod tests {
         f.event_names = vec!["b".into()];
         f.event_ids = vec!["c".into()];
         f.mode = Mode::Pending;
+        f.customer_from = Some("k".into());
+        f.customer_to = Some("q".into());
+        f.pending_window = Some((5, 9));
         let sql = count(&tables(), &f);
         assert!(
             sql.text
@@ -443,6 +449,16 @@ mod tests {
         assert!(sql.text.contains(
             "id NOT IN (SELECT id FROM `flexprice`.`events` WHERE tenant_id = {tenant:String}"
         ));
+        assert!(sql.text.contains(
+            "AND external_customer_id >= {customer_from:String} AND external_customer_id < {customer_to:String}"
+        ));
+        // The anti-join's window is the split job's, the rows' window the part's.
+        assert!(sql.params.contains(&("start".into(), ParamValue::Int(5))));
+        assert!(sql.params.contains(&("end".into(), ParamValue::Int(9))));
+        assert!(
+            sql.params
+                .contains(&("lo".into(), ParamValue::Int(f.start_ms)))
+        );
         // Each parameter is sent once even when used twice.
         let names: Vec<_> = sql.params.iter().map(|(n, _)| n.as_str()).collect();
         let mut dedup = names.clone();
