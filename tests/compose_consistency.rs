@@ -98,7 +98,9 @@ fn env_value<'a>(lines: &[&'a str], key: &str) -> &'a str {
         .iter()
         .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
         .map(|v| v.trim().trim_matches('"'))
-        .unwrap_or_else(|| panic!("{key} not set in compose.yaml"))
+        .unwrap_or_else(|| {
+            panic!("no `{key}:` line (compose.yaml, docker/prometheus.yml, docker/grafana/)")
+        })
 }
 
 fn published(lines: &[&str]) -> Vec<(String, u16, u16)> {
@@ -479,11 +481,7 @@ fn the_image_carries_what_the_binary_links() {
 
 /// The value of the first `key: value` line of a YAML file laid out one key per line.
 fn yaml_value<'a>(text: &'a str, key: &str) -> &'a str {
-    let prefix = format!("{key}:");
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
-        .map(|v| v.trim().trim_matches('"'))
-        .unwrap_or_else(|| panic!("no `{key}:` line"))
+    env_value(&text.lines().collect::<Vec<_>>(), key)
 }
 
 /// The container path a service mounts `source` at (`- source:target[:ro]`).
