@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::job::lifecycle::{self, Stamp, Transition};
 use crate::job::records::{OutRecord, Records};
 use crate::job::{Checkpoint, Counters, JobStatus};
-use crate::metrics::Metrics;
+use crate::metrics::{JobSeries, Metrics};
 use crate::sink::{TxnError, TxnProducer};
 use crate::source::{Cursor, RawRow, RowStream, Source, SourceError, StreamShape};
 use crate::state::StateStore;
@@ -143,6 +143,8 @@ struct Runner {
     /// Rows of the current page the broker refused (by their sorting key, librdkafka error name): they stay
     /// dead-lettered when the page is read again after a failed attempt, until the page commits.
     refused: HashMap<Cursor, String>,
+    /// The job's `reprocessor_job_rows` series: set while it reads, removed when the task ends.
+    series: JobSeries,
 }
 
 impl Runner {
@@ -154,6 +156,7 @@ impl Runner {
         let producer = connect(&ctx, &job_id, &stop).await?;
         let cp = load(&ctx, &job_id, &stop).await?;
         let progress = Progress::new(ctx.cfg.processing.progress_interval(), Instant::now());
+        let series = ctx.metrics.job_series(&job_id);
         Continue(Runner {
             ctx,
             producer,
@@ -161,6 +164,7 @@ impl Runner {
             stop,
             progress,
             refused: HashMap::new(),
+            series,
         })
     }
 
@@ -187,17 +191,22 @@ impl Runner {
         next: Checkpoint,
         honoured: &[String],
     ) -> ControlFlow<JobExit, Commit> {
+        // Counted `unknown` unless resolved below (e.g. the task stops before reading the outcome back).
+        let txn = self.ctx.metrics.transaction();
         let err = match self.producer.commit(&records, None).await {
             Ok(()) => {
+                txn.committed();
                 self.adopt(next, honoured);
                 return Continue(Commit::Done);
             }
             Err(TxnError::Refused(list)) => {
+                txn.aborted();
                 // A fresh producer for the redo (see `TxnProducer::commit`).
                 self.producer = connect(&self.ctx, &self.cp.job_id, &self.stop).await?;
                 return Continue(Commit::Refused(list));
             }
             Err(TxnError::Fenced) => {
+                txn.aborted();
                 warn!("producer fenced: another producer initialised the job's transactional id");
                 return Break(JobExit::Fenced);
             }
@@ -211,9 +220,11 @@ impl Runner {
         let found = load(&self.ctx, &self.cp.job_id, &self.stop).await?;
         if found == next {
             info!("the transaction had committed");
+            txn.committed();
             self.adopt(next, honoured);
             Continue(Commit::Done)
         } else if found == self.cp {
+            txn.aborted();
             Continue(Commit::Reloaded)
         } else {
             warn!(
@@ -309,6 +320,8 @@ impl Runner {
         let mut stream = self.open_stream(shape);
         let mut estimate = self.estimate();
         self.progress = Progress::new(self.ctx.cfg.processing.progress_interval(), Instant::now());
+        self.series
+            .set(self.cp.counters.found, self.cp.estimated_total);
         loop {
             if self.stop.is_cancelled() {
                 return Break(JobExit::Stopped);
@@ -324,6 +337,7 @@ impl Runner {
                 Some(Err(e)) => return Break(self.fail(&e.to_string()).await),
                 Some(Ok(rows)) => rows,
             };
+            let read = started.elapsed();
             if let Some(th) = throttle.as_mut() {
                 loop {
                     let wait = th.wait_before(rows.len() as i64, Instant::now());
@@ -333,14 +347,17 @@ impl Runner {
                     self.wait_between_batches(wait).await?;
                 }
             }
+            let building = Instant::now();
             let Some(delta) = self.commit_batch(&rows, &mut estimate).await? else {
                 // Not committed: reading starts again from the checkpoint's cursor.
                 stream = self.open_stream(shape);
                 continue;
             };
-            self.ctx
-                .metrics
-                .record_batch(&delta, started.elapsed().as_secs_f64());
+            let dead_lettered = !self.cp.spec.dry_run;
+            let took = read + building.elapsed();
+            self.ctx.metrics.record_batch(&delta, dead_lettered, took);
+            self.series
+                .set(self.cp.counters.found, self.cp.estimated_total);
             if let Some(th) = throttle.as_mut() {
                 th.committed(delta.published, Instant::now());
                 let wait = th.wait_after(Instant::now());
@@ -474,8 +491,14 @@ impl Runner {
         error!(error, "reprocessing job failed");
         let t = lifecycle::fail(&self.cp, &error, self.ctx.stamp());
         let records = self.ctx.records.transition(&t, now_ms());
-        if self.producer.commit(&records, None).await.is_ok() {
-            self.adopt(t.next, &[]);
+        let txn = self.ctx.metrics.transaction();
+        match self.producer.commit(&records, None).await {
+            Ok(()) => {
+                txn.committed();
+                self.adopt(t.next, &[]);
+            }
+            Err(TxnError::Retry(_)) => drop(txn),
+            Err(_) => txn.aborted(),
         }
         JobExit::Failed
     }

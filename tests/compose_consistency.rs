@@ -2,7 +2,9 @@
 //! partitions, replication, retention, max.message.bytes, the compacted state topic) and the ports. The
 //! containers stop within a grace longer than the daemon's and check `/readyz`; the example configurations
 //! (docker/sasl_ssl.toml, the ConfigMap of deploy/kubernetes.yaml) use real keys and read their secrets from
-//! the files that are mounted; the image carries every library the binary links.
+//! the files that are mounted; the image carries every library the binary links. Prometheus scrapes the
+//! daemon's metrics port, Grafana reads that Prometheus and loads the dashboards of docker/grafana/dashboards/,
+//! whose queries name only metrics the daemon exports (rendered from `Metrics`) and every one of them.
 //!
 //! compose.yaml is parsed by line matching, which is enough for this file's fixed layout: one
 //! `create <topic> -p N -r N -c key=value ...` line per topic in the `create-topics` job, and quoted
@@ -12,6 +14,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use raw_events_reprocessor::config::Config;
+use raw_events_reprocessor::metrics::Metrics;
+use serde_json::Value;
 
 fn read(path: &str) -> String {
     let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
@@ -94,7 +98,9 @@ fn env_value<'a>(lines: &[&'a str], key: &str) -> &'a str {
         .iter()
         .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
         .map(|v| v.trim().trim_matches('"'))
-        .unwrap_or_else(|| panic!("{key} not set in compose.yaml"))
+        .unwrap_or_else(|| {
+            panic!("no `{key}:` line (compose.yaml, docker/prometheus.yml, docker/grafana/)")
+        })
 }
 
 fn published(lines: &[&str]) -> Vec<(String, u16, u16)> {
@@ -471,4 +477,223 @@ fn the_image_carries_what_the_binary_links() {
             "the binary links {lib} (package {package}), which the runtime image does not install"
         );
     }
+}
+
+/// The value of the first `key: value` line of a YAML file laid out one key per line.
+fn yaml_value<'a>(text: &'a str, key: &str) -> &'a str {
+    env_value(&text.lines().collect::<Vec<_>>(), key)
+}
+
+/// The container path a service mounts `source` at (`- source:target[:ro]`).
+fn mount_target<'a>(lines: &[&'a str], source: &str) -> &'a str {
+    let prefix = format!("- {source}:");
+    lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+        .map(|t| t.trim_end_matches(":ro"))
+        .unwrap_or_else(|| panic!("{source} is not mounted: {lines:#?}"))
+}
+
+#[test]
+fn compose_prometheus_scrapes_the_daemon_and_grafana_shows_it() {
+    let config = config();
+    let compose = read("docker/compose.yaml");
+    let metrics_port = port_of(&config.observability.metrics_address);
+
+    // Prometheus reads docker/prometheus.yml and scrapes the daemon's service on its metrics port.
+    let prometheus = service(&compose, "prometheus");
+    let file = mount_target(&prometheus, "./prometheus.yml");
+    assert!(
+        prometheus
+            .iter()
+            .any(|l| l.trim() == format!("- --config.file={file}")),
+        "prometheus must be started with --config.file={file}"
+    );
+    let scrape = read("docker/prometheus.yml");
+    assert_eq!(yaml_value(&scrape, "metrics_path"), "/metrics");
+    let targets = yaml_value(&scrape, "- targets");
+    assert_eq!(targets, format!("[\"reprocessor:{metrics_port}\"]"));
+    service(&compose, "reprocessor");
+    let (_, _, prometheus_port) = *published(&prometheus)
+        .first()
+        .expect("prometheus publishes its port");
+
+    // Grafana's data source is that Prometheus, with its scrape interval (for $__rate_interval).
+    let grafana = service(&compose, "grafana");
+    assert_eq!(
+        mount_target(&grafana, "./grafana/provisioning"),
+        "/etc/grafana/provisioning"
+    );
+    let datasource = read("docker/grafana/provisioning/datasources/prometheus.yaml");
+    assert_eq!(yaml_value(&datasource, "type"), "prometheus");
+    assert_eq!(
+        yaml_value(&datasource, "url"),
+        format!("http://prometheus:{prometheus_port}")
+    );
+    assert_eq!(
+        yaml_value(&datasource, "timeInterval"),
+        yaml_value(&scrape, "scrape_interval")
+    );
+
+    // The dashboards' folder is mounted where the provider looks, and the home dashboard is one of them.
+    let dashboards = mount_target(&grafana, "./grafana/dashboards");
+    let provider = read("docker/grafana/provisioning/dashboards/reprocessor.yaml");
+    assert_eq!(yaml_value(&provider, "path"), dashboards);
+    let home = env_value(&grafana, "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH");
+    let home = home
+        .strip_prefix(&format!("{dashboards}/"))
+        .unwrap_or_else(|| panic!("the home dashboard {home} is not under {dashboards}"));
+    assert!(
+        dashboard_files().iter().any(|f| f.ends_with(home)),
+        "{home}"
+    );
+}
+
+/// The dashboards shipped for Grafana.
+fn dashboard_files() -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/grafana/dashboards");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no dashboard in {}", dir.display());
+    files
+}
+
+/// The series names the daemon exports (as PromQL sees them: counters with `_total`, histograms with
+/// `_bucket`, `_sum`, `_count`, info with `_info`), by metric family, from the `# TYPE` lines of a rendered
+/// [`Metrics`] with one job reading (a family without series is not rendered).
+fn exported() -> BTreeMap<String, Vec<String>> {
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let job = metrics.job_series("j");
+    job.set(1, Some(2));
+    let text = metrics.render();
+    let families: BTreeMap<String, Vec<String>> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| {
+            let (name, kind) = l.split_once(' ').expect("# TYPE name type");
+            let series = match kind {
+                "counter" => vec![format!("{name}_total")],
+                "histogram" => ["bucket", "sum", "count"]
+                    .map(|s| format!("{name}_{s}"))
+                    .to_vec(),
+                "info" => vec![format!("{name}_info")],
+                _ => vec![name.to_string()],
+            };
+            (name.to_string(), series)
+        })
+        .collect();
+    assert!(families.len() >= 12, "{text}");
+    families
+}
+
+/// The metric names (`reprocessor_[a-z_]+`) in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("reprocessor_") {
+        let before = rest[..i].chars().next_back();
+        let tail = &rest[i..];
+        let len = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .unwrap_or(tail.len());
+        if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            names.push(tail[..len].to_string());
+        }
+        rest = &tail[len..];
+    }
+    names
+}
+
+/// Every query of a dashboard: panel targets' `expr` and template variables' `query`/`definition` strings.
+fn queries(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("expr" | "definition", Value::String(q)) => out.push(q.clone()),
+                    ("query", Value::String(q)) if q.contains('(') => out.push(q.clone()),
+                    _ => queries(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| queries(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn dashboard_queries_use_only_exported_metrics_and_all_of_them() {
+    let families = exported();
+    let series: BTreeMap<&str, &str> = families
+        .iter()
+        .flat_map(|(f, names)| names.iter().map(move |n| (n.as_str(), f.as_str())))
+        .collect();
+    assert!(series.contains_key("reprocessor_events_total"));
+    assert!(series.contains_key("reprocessor_batch_duration_seconds_bucket"));
+    for file in dashboard_files() {
+        let what = file.display().to_string();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let dashboard: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what} is not JSON: {e}"));
+        assert!(
+            dashboard["uid"].is_string() && dashboard["title"].is_string(),
+            "{what}"
+        );
+        let mut exprs = Vec::new();
+        queries(&dashboard, &mut exprs);
+        assert!(exprs.len() >= 10, "{what}: only {} queries", exprs.len());
+        let mut used = std::collections::BTreeSet::new();
+        for expr in &exprs {
+            let names = metric_names(expr);
+            assert!(!names.is_empty(), "{what}: a query names no metric: {expr}");
+            for name in names {
+                let family = series.get(name.as_str()).unwrap_or_else(|| {
+                    panic!("{what}: {name} is not exported by the daemon (in {expr})")
+                });
+                used.insert(*family);
+            }
+        }
+        let unused: Vec<&String> = families
+            .keys()
+            .filter(|f| !used.contains(f.as_str()))
+            .collect();
+        assert!(unused.is_empty(), "{what} shows nothing of {unused:?}");
+        // Every panel queries the dashboard's Prometheus data source variable.
+        let variables = dashboard["templating"]["list"]
+            .as_array()
+            .expect("variables");
+        assert!(
+            variables.iter().any(|v| v["name"] == "datasource"
+                && v["type"] == "datasource"
+                && v["query"] == "prometheus"),
+            "{what}: no `datasource` variable of Prometheus data sources"
+        );
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            if panel["type"] == "row" {
+                continue;
+            }
+            assert_eq!(
+                panel["datasource"]["uid"], "${datasource}",
+                "{what}: panel {}",
+                panel["title"]
+            );
+        }
+    }
+}
+
+#[test]
+fn metric_names_are_found_in_expressions() {
+    assert_eq!(
+        metric_names(
+            "histogram_quantile(0.9, sum by (le) (rate(reprocessor_batch_duration_seconds_bucket[5m]))) / xreprocessor_no + reprocessor_jobs{status=\"running\"}"
+        ),
+        [
+            "reprocessor_batch_duration_seconds_bucket",
+            "reprocessor_jobs"
+        ]
+    );
 }

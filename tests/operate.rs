@@ -89,6 +89,39 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
     (code, body)
 }
 
+/// The body of `GET /metrics`, asserting 200.
+fn scrape_text(port: u16) -> String {
+    let (code, body) = http_get(port, "/metrics");
+    assert_eq!(code, 200, "/metrics: {body}");
+    body
+}
+
+fn parse(text: &str) -> prometheus_parse::Scrape {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).expect("Prometheus text format")
+}
+
+/// The value of the sample `name` having `labels`, if there is one.
+fn sample(m: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let s = m
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))?;
+    match s.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => Some(v),
+        _ => None,
+    }
+}
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !f() {
@@ -490,6 +523,23 @@ async fn throttled_job_stays_under_its_rate_and_metrics_match_its_counters() {
         ),
     )
     .await;
+    // While the job reads, its progress is exported.
+    let port = env.metrics_port;
+    let mut running = String::new();
+    wait_until(
+        "job_rows{job_id=thr-1,kind=done} > 0 in /metrics",
+        Duration::from_secs(60),
+        || {
+            running = scrape_text(port);
+            let m = parse(&running);
+            sample(
+                &m,
+                "reprocessor_job_rows",
+                &[("job_id", "thr-1"), ("kind", "done")],
+            )
+            .is_some_and(|n| n > 0.0)
+        },
+    );
     let fin = env.wait_final("thr-1", Duration::from_secs(240));
     assert_eq!(fin["status"], "completed", "{fin}\n{}", daemon.log());
     assert!(
@@ -520,65 +570,83 @@ async fn throttled_job_stays_under_its_rate_and_metrics_match_its_counters() {
         "throttled far below the limit: {worst} per 10 s"
     );
 
-    // /metrics, parsed as Prometheus text, agrees with the job's counters.
+    // /metrics, parsed as Prometheus text, agrees with the job's counters (SPEC §9).
     let c = counters(&fin);
-    let port = env.metrics_port;
     let mut last = String::new();
     wait_until(
         "jobs{status=completed} = 1 in /metrics",
         Duration::from_secs(20),
         || {
-            let (code, body) = http_get(port, "/metrics");
-            assert_eq!(code, 200);
-            last = body;
+            last = scrape_text(port);
             last.contains("reprocessor_jobs{status=\"completed\"} 1")
         },
     );
-    let lines = last.lines().map(|l| Ok(l.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
-    let value = |name: &str, outcome: Option<&str>| -> f64 {
-        scrape
-            .samples
-            .iter()
-            .find(|s| {
-                s.metric == name && outcome.is_none_or(|o| s.labels.get("outcome") == Some(o))
-            })
-            .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                _ => f64::NAN,
-            })
-            .unwrap_or(0.0)
-    };
+    let m = parse(&last);
+    let value = |name: &str, labels: &[(&str, &str)]| sample(&m, name, labels).unwrap_or(f64::NAN);
+    let read = value("reprocessor_rows_read_total", &[]);
+    let mut events = 0.0;
     for (outcome, n) in [
-        ("found", c[0]),
         ("published", c[1]),
         ("dropped", c[2]),
         ("transformation_error", c[3]),
         ("failed", c[4]),
+        ("sampled_out", c[5]),
     ] {
+        let got = value("reprocessor_events_total", &[("outcome", outcome)]);
+        assert_eq!(got, n as f64, "outcome {outcome}\n{last}");
+        events += got;
+    }
+    assert_eq!(events, c[0] as f64, "{last}");
+    let txn = |result: &str| value("reprocessor_transactions_total", &[("result", result)]);
+    let batches = fin["processed_batches"].as_f64().unwrap();
+    // Every checkpoint the task wrote is one committed transaction: `running`, each batch, `completed`.
+    assert_eq!(txn("committed"), batches + 2.0, "{last}");
+    if txn("aborted") + txn("unknown") == 0.0 {
         assert_eq!(
-            value("reprocessor_events_total", Some(outcome)),
-            n as f64,
-            "outcome {outcome}\n{last}"
+            read, events,
+            "rows read = rows of committed batches\n{last}"
         );
+    } else {
+        assert!(read >= events, "a redone batch is read again\n{last}");
     }
     assert_eq!(
-        value("reprocessor_batches_total", None),
-        fin["processed_batches"].as_f64().unwrap(),
+        value("reprocessor_batch_duration_seconds_count", &[]),
+        batches,
         "{last}"
     );
+    assert!(value("reprocessor_clickhouse_query_duration_seconds_count", &[]) >= 1.0);
+    for (stage, n) in [
+        ("validation", c[2]),
+        ("transformation", c[3]),
+        ("publish", c[4]),
+    ] {
+        let got = value("reprocessor_dead_letters_total", &[("stage", stage)]);
+        assert_eq!(got, n as f64, "dead letters of stage {stage}\n{last}");
+    }
     assert!(
-        scrape
-            .samples
-            .iter()
-            .any(|s| s.metric == "reprocessor_batch_duration_seconds"
-                || s.metric.starts_with("reprocessor_batch_duration_seconds")),
-        "batch latency histogram missing:\n{last}"
+        c[2] > 0 && c[3] > 0,
+        "the job dead-letters rows of two stages: {fin}"
     );
-    assert!(last.contains("reprocessor_control_topic_lag"), "{last}");
-    assert!(last.contains("reprocessor_rows_per_second"), "{last}");
+    assert_eq!(
+        env.read_all("dlq").len() as i64,
+        c[2] + c[3] + c[4],
+        "dead-letter topic"
+    );
+    let since_commit = now_secs() - value("reprocessor_last_commit_timestamp_seconds", &[]);
+    assert!(
+        (0.0..60.0).contains(&since_commit),
+        "last commit {since_commit} s ago"
+    );
+    assert!(
+        !m.samples.iter().any(|s| s.metric == "reprocessor_job_rows"),
+        "the job's series are removed when it ends:\n{last}"
+    );
+    assert_eq!(value("reprocessor_control_topic_lag", &[]), 0.0, "{last}");
+    assert_eq!(
+        value("reprocessor_commands_total", &[("outcome", "accepted")]),
+        1.0,
+        "{last}"
+    );
     assert_eq!(http_get(port, "/healthz").0, 200);
     assert_eq!(http_get(port, "/readyz").0, 200);
 }

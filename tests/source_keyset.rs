@@ -1274,3 +1274,81 @@ async fn a_stream_resumes_where_a_broken_query_stopped() {
     }
     assert_same(&got, &want, "through a cutting network");
 }
+
+/// `(rows_read_total, query attempts, sum of query seconds)` as `/metrics` shows them.
+fn read_figures(m: &raw_events_reprocessor::metrics::Metrics) -> (f64, f64, f64) {
+    let text = m.render();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text format");
+    let value = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+    };
+    (
+        value("reprocessor_rows_read_total"),
+        value("reprocessor_clickhouse_query_duration_seconds_count"),
+        value("reprocessor_clickhouse_query_duration_seconds_sum"),
+    )
+}
+
+/// The read metrics (SPEC §9): every row taken from ClickHouse counts once, every query attempt is timed
+/// without the time the consumer takes, and a stream dropped mid-query still counts what it took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_metrics_count_rows_taken_and_time_queries_without_the_consumer() {
+    let db = setup("read_metrics", Key::Current, 1024).await;
+    let rows: Vec<Ins> = (0..1_000i64)
+        .map(|i| ins("t1", "e1", "c", D0 + i, &format!("r{i:04}"), "n", 1))
+        .collect();
+    db.insert(&rows).await;
+    let metrics = raw_events_reprocessor::metrics::Metrics::new();
+    let src = db.source().await.with_read_metrics(metrics.reads());
+    let f = filters("t1", "e1");
+    // Queries of 300 rows: 300, 300, 300, 100.
+    let shape = StreamShape {
+        batch_size: 100,
+        rows_per_query: 300,
+        buffered_batches: 1,
+    };
+    let mut stream = src.stream(f.clone(), None, shape);
+    let mut got = stream.next().await.unwrap().unwrap().len();
+    let pause = Duration::from_secs(3);
+    tokio::time::sleep(pause).await;
+    while let Some(batch) = stream.next().await {
+        got += batch.unwrap().len();
+    }
+    assert_eq!(got, 1_000);
+    let (read, queries, seconds) = read_figures(&metrics);
+    assert_eq!((read, queries), (1_000.0, 4.0));
+    assert!(
+        seconds < pause.as_secs_f64(),
+        "the first query waited {pause:?} for the consumer, which is not ClickHouse time: {seconds} s"
+    );
+
+    // A consumer that takes one batch and drops the stream while its first query is being read.
+    let mut stream = src.stream(f, None, shape);
+    assert_eq!(stream.next().await.unwrap().unwrap().len(), 100);
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read_figures(&metrics).1 < 5.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the dropped stream's query was not recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (read, queries, _) = read_figures(&metrics);
+    assert_eq!(queries, 5.0);
+    assert!(
+        (1_100.0..=1_300.0).contains(&read),
+        "the dropped stream took 100 to 300 rows: {read} - 1000"
+    );
+}

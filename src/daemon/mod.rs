@@ -165,7 +165,8 @@ impl Daemon {
         readiness.kafka.store(true, Ordering::Release);
         let source = Source::connect(&cfg.clickhouse)
             .await
-            .context("cannot use ClickHouse")?;
+            .context("cannot use ClickHouse")?
+            .with_read_metrics(metrics.reads());
         readiness.clickhouse.store(true, Ordering::Release);
         let (state, state_rx) = StateStore::start(&cfg).await?;
         state.sync(cfg.kafka.state_load_timeout()).await?;

@@ -24,6 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ClickHouseConfig;
+use crate::metrics::ReadMetrics;
 pub use key::SortingKey;
 use key::{Calendar, DAY_MS, day_of};
 use query::{Sql, Tables};
@@ -288,6 +289,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct Source {
     inner: Arc<Inner>,
+    /// Where streams record the rows they take and their query times, if anywhere.
+    reads: Option<ReadMetrics>,
 }
 
 impl std::fmt::Debug for Source {
@@ -404,7 +407,15 @@ impl Source {
         tracing::debug!(table = %table, sorting_key = ?inner.key.columns(), calendar = ?inner.calendar, "ClickHouse source connected");
         Ok(Source {
             inner: Arc::new(inner),
+            reads: None,
         })
+    }
+
+    /// This source, with its streams recording the rows they take from ClickHouse and the time of each query
+    /// attempt in `reads` (`reprocessor_rows_read_total`, `reprocessor_clickhouse_query_duration_seconds`).
+    pub fn with_read_metrics(mut self, reads: ReadMetrics) -> Source {
+        self.reads = Some(reads);
+        self
     }
 
     /// The sorting-key columns pages are ordered and resumed by.

@@ -7,6 +7,11 @@
 //!
 //! A batch and a query are different units: a batch (one transaction) may span queries and days. The consumer
 //! drops the stream on any failure of its own and opens a new one from its checkpoint's cursor.
+//!
+//! With [`Source::with_read_metrics`], every query attempt records the rows it took and its ClickHouse time
+//! ([`crate::metrics::ReadMetrics::record_query`]).
+
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -63,6 +68,7 @@ impl Source {
             tx,
             batch: Vec::new(),
             after,
+            attempt: None,
         };
         RowStream {
             rx,
@@ -93,6 +99,32 @@ struct Reader {
     batch: Vec<RawRow>,
     /// The last row sent (or where the stream started): with the last row of `batch`, where reading resumes.
     after: Option<Cursor>,
+    /// The query attempt being read, if any.
+    attempt: Option<Attempt>,
+}
+
+/// One query attempt, for the read metrics: when it was sent, the rows taken, the time spent waiting for the
+/// consumer to take a batch (and since when it waits now, if it does).
+struct Attempt {
+    started: Instant,
+    rows: u64,
+    waited: Duration,
+    waiting_since: Option<Instant>,
+}
+
+impl Attempt {
+    /// Time of the attempt so far, waits for the consumer excluded.
+    fn clickhouse_time(&self) -> Duration {
+        let waiting = self.waiting_since.map_or(Duration::ZERO, |t| t.elapsed());
+        self.started.elapsed().saturating_sub(self.waited + waiting)
+    }
+}
+
+impl Drop for Reader {
+    /// A stream dropped by its consumer (the task is aborted mid-query) still counts the rows it took.
+    fn drop(&mut self) {
+        self.end_attempt();
+    }
 }
 
 impl Reader {
@@ -167,8 +199,33 @@ impl Reader {
 
     /// Runs one query of the day after the last row read, passing its rows on: the rows it read, and the error
     /// when it broke off. Waiting for a row longer than the request timeout breaks it off; waiting for the
-    /// consumer to take a batch does not count.
+    /// consumer to take a batch does not count. Records the attempt's rows and ClickHouse time (waits for the
+    /// consumer excluded) when the source has read metrics.
     async fn query(&mut self, day: i64, limit: u64) -> Result<(u64, Option<AttemptError>), Stop> {
+        self.attempt = Some(Attempt {
+            started: Instant::now(),
+            rows: 0,
+            waited: Duration::ZERO,
+            waiting_since: None,
+        });
+        let result = self.query_rows(day, limit).await;
+        let n = self.end_attempt();
+        result.map(|error| (n, error))
+    }
+
+    /// Ends the current query attempt, if any: records it when the source has read metrics; returns its rows.
+    fn end_attempt(&mut self) -> u64 {
+        let Some(a) = self.attempt.take() else {
+            return 0;
+        };
+        if let Some(reads) = &self.source.reads {
+            reads.record_query(a.rows, a.clickhouse_time());
+        }
+        a.rows
+    }
+
+    /// The body of [`Reader::query`]; counts the rows it passes on in the current attempt.
+    async fn query_rows(&mut self, day: i64, limit: u64) -> Result<Option<AttemptError>, Stop> {
         let inner = self.source.inner.clone();
         let after = self
             .batch
@@ -190,17 +247,18 @@ impl Reader {
         }
         let mut cursor = match bind(inner.client.query(&sql.text), &sql).fetch::<RawRow>() {
             Ok(c) => c,
-            Err(e) => return Ok((0, Some(AttemptError::Client(e)))),
+            Err(e) => return Ok(Some(AttemptError::Client(e))),
         };
-        let mut n = 0u64;
         loop {
             let row = match tokio::time::timeout(inner.request_timeout, cursor.next()).await {
-                Err(_) => return Ok((n, Some(AttemptError::Timeout(inner.request_timeout)))),
-                Ok(Err(e)) => return Ok((n, Some(AttemptError::Client(e)))),
-                Ok(Ok(None)) => return Ok((n, None)),
+                Err(_) => return Ok(Some(AttemptError::Timeout(inner.request_timeout))),
+                Ok(Err(e)) => return Ok(Some(AttemptError::Client(e))),
+                Ok(Ok(None)) => return Ok(None),
                 Ok(Ok(Some(row))) => row,
             };
-            n += 1;
+            if let Some(a) = self.attempt.as_mut() {
+                a.rows += 1;
+            }
             self.push(row).await?;
         }
     }
@@ -216,6 +274,15 @@ impl Reader {
             Vec::with_capacity(self.shape.batch_size as usize),
         );
         self.after = full.last().map(Cursor::of);
-        self.tx.send(Ok(full)).await.map_err(|_| Stop::Closed)
+        if let Some(a) = self.attempt.as_mut() {
+            a.waiting_since = Some(Instant::now());
+        }
+        let sent = self.tx.send(Ok(full)).await;
+        if let Some(a) = self.attempt.as_mut()
+            && let Some(since) = a.waiting_since.take()
+        {
+            a.waited += since.elapsed();
+        }
+        sent.map_err(|_| Stop::Closed)
     }
 }
