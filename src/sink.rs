@@ -48,6 +48,17 @@ fn admin_client(cfg: &Config) -> Result<AdminClient<DefaultClientContext>, Topic
 /// Errors: [`TopicError::Metadata`] with librdkafka's error and, when the client reported one meanwhile, its
 /// latest error (refused SASL credentials, a TLS handshake failure, ...).
 pub async fn existing_topics(cfg: &Config) -> Result<Vec<String>, TopicError> {
+    Ok(topic_partitions(cfg)
+        .await?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect())
+}
+
+/// Every topic on the cluster with its number of partitions, read from metadata.
+///
+/// Errors: as [`existing_topics`].
+pub async fn topic_partitions(cfg: &Config) -> Result<Vec<(String, i32)>, TopicError> {
     // A producer rather than an admin client: polling it hands the client's errors to its context.
     let client: BaseProducer<KafkaLogContext> = client_config(cfg, Role::Admin)
         .create_with_context(KafkaLogContext::default())
@@ -63,7 +74,7 @@ pub async fn existing_topics(cfg: &Config) -> Result<Vec<String>, TopicError> {
             .map(|md| {
                 md.topics()
                     .iter()
-                    .map(|t| t.name().to_string())
+                    .map(|t| (t.name().to_string(), t.partitions().len() as i32))
                     .collect::<Vec<_>>()
             })
             .map_err(|e| {

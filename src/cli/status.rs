@@ -27,11 +27,41 @@ fn cursor_json(cp: &Checkpoint) -> Value {
     cp.cursor.as_ref().map_or(Value::Null, |c| c.to_json())
 }
 
-/// Who runs the job, as `status` shows it: the control partition its command arrived on, whose assignee
-/// owns it (SPEC §5). This is the one place to add the owning instance once checkpoints record it (then
-/// also as a member of [`job_json`]).
+/// Who runs the job, as `status` shows it: the instance that last wrote its checkpoint and the control
+/// partition its command arrived on, whose assignee owns it (SPEC §5, §5a).
 pub fn owner_text(cp: &Checkpoint) -> String {
-    format!("partition {}", cp.owner_partition)
+    match &cp.instance {
+        Some(i) => format!("{i} (partition {})", cp.owner_partition),
+        None => format!("partition {}", cp.owner_partition),
+    }
+}
+
+/// The jobs in the order `status` lists them: most recently accepted first, each split job's parts right
+/// after it in part order (parts whose split job is not in the list stay where their time puts them).
+pub fn listing_order(mut jobs: Vec<Checkpoint>) -> Vec<Checkpoint> {
+    jobs.sort_by_key(|cp| std::cmp::Reverse((cp.accepted_at_ms, cp.command_offset)));
+    let parents: std::collections::HashSet<String> = jobs
+        .iter()
+        .filter(|cp| !cp.parts.is_empty())
+        .map(|cp| cp.job_id.clone())
+        .collect();
+    let (parts, top): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|cp| {
+        cp.spec
+            .parent_job_id
+            .as_ref()
+            .is_some_and(|p| parents.contains(p))
+    });
+    let mut parts: std::collections::HashMap<String, Checkpoint> = parts
+        .into_iter()
+        .map(|cp| (cp.job_id.clone(), cp))
+        .collect();
+    let mut out = Vec::new();
+    for cp in top {
+        let ids = cp.parts.clone();
+        out.push(cp);
+        out.extend(ids.iter().filter_map(|id| parts.remove(id)));
+    }
+    out
 }
 
 /// One job in full, as `status JOB --json` prints it.
@@ -58,7 +88,13 @@ pub fn job_json(cp: &Checkpoint, pending: &[ControlRequest]) -> Value {
             "dry_run": s.dry_run,
             "sample_rate": s.sample_rate,
             "max_events_per_second": s.max_events_per_second,
+            "parallelism": s.parallelism,
+            "parent_job_id": s.parent_job_id,
+            "external_customer_id_from": s.external_customer_id_from,
+            "external_customer_id_to": s.external_customer_id_to,
         },
+        "parts": cp.parts,
+        "instance": cp.instance,
         "cursor": cursor_json(cp),
         "total_events_found": c.found,
         "total_events_published": c.published,
@@ -151,8 +187,7 @@ pub fn run(cfg: &Config, a: &StatusArgs) -> CliResult {
         }
         return Ok(Exit::Ok);
     }
-    let mut jobs = store.jobs();
-    jobs.sort_by_key(|cp| std::cmp::Reverse((cp.accepted_at_ms, cp.command_offset)));
+    let jobs = listing_order(store.jobs());
     if a.json {
         for cp in &jobs {
             print_json(&job_json(cp, &store.pending(&cp.job_id)))?;
@@ -221,5 +256,37 @@ mod tests {
         assert_eq!(v["status"], "queued");
         assert_eq!(v["pending_control"][0]["action"], "pause");
         assert_eq!(v["command"]["mode"], "pending");
+    }
+
+    #[test]
+    fn parts_follow_their_split_job_and_the_owner_names_the_instance() {
+        let mut parent = checkpoint("big", "t", 1);
+        parent.accepted_at_ms = 1_000;
+        parent.parts = vec!["big.part-0".into(), "big.part-1".into()];
+        let mut parts = Vec::new();
+        for (k, at) in [(1, 3_000), (0, 2_000)] {
+            let mut p = checkpoint(&format!("big.part-{k}"), "t", 2);
+            p.spec.parent_job_id = Some("big".into());
+            p.accepted_at_ms = at;
+            p.instance = Some(format!("host-{k}"));
+            parts.push(p);
+        }
+        let mut newer = checkpoint("newer", "t", 0);
+        newer.accepted_at_ms = 5_000;
+        let mut orphan = checkpoint("gone.part-0", "t", 0);
+        orphan.spec.parent_job_id = Some("gone".into());
+        orphan.accepted_at_ms = 4_000;
+        let mut all = parts;
+        all.extend([parent, newer, orphan]);
+        let ids: Vec<String> = listing_order(all).into_iter().map(|c| c.job_id).collect();
+        assert_eq!(
+            ids,
+            ["newer", "gone.part-0", "big", "big.part-0", "big.part-1"]
+        );
+        let mut p = checkpoint("p", "t", 3);
+        p.instance = Some("box-7".into());
+        assert_eq!(owner_text(&p), "box-7 (partition 3)");
+        p.instance = None;
+        assert_eq!(owner_text(&p), "partition 3");
     }
 }

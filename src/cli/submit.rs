@@ -55,9 +55,12 @@ pub struct SubmitArgs {
     /// Keep the deterministic subset of rows whose id hashes below R (0 < R <= 1).
     #[arg(long, value_name = "R")]
     pub sample_rate: Option<f64>,
-    /// Publish at most N events per second.
+    /// Publish at most N events per second (a split job's parts share it equally).
     #[arg(long, value_name = "N")]
     pub max_events_per_second: Option<f64>,
+    /// Split the job into N parts that run in parallel, on this and other instances (1-64; SPEC §5a).
+    #[arg(long, value_name = "N")]
+    pub parallelism: Option<u32>,
     /// The job id; default: TENANT-YYYYMMDDTHHMMSSZ-RANDOM (UTC).
     #[arg(long, value_name = "ID")]
     pub job_id: Option<String>,
@@ -121,6 +124,7 @@ pub fn build_command(cfg: &Config, a: &SubmitArgs) -> anyhow::Result<(String, Ve
             "max_events_per_second",
             a.max_events_per_second.map(|r| json!(r)),
         ),
+        ("parallelism", a.parallelism.map(|n| json!(n))),
     ];
     for (k, v) in optional {
         if let Some(v) = v {
@@ -219,7 +223,12 @@ mod tests {
         a.sample_rate = Some(0.5);
         a.max_events_per_second = Some(100.0);
         a.job_id = Some("my-job".into());
+        a.parallelism = Some(4);
         let (id, bytes) = build_command(&cfg, &a).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&bytes).unwrap()["parallelism"],
+            4
+        );
         assert_eq!(id, "my-job");
         let v: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["external_customer_ids"], json!(["c1", "c2"]));
@@ -233,8 +242,9 @@ mod tests {
     fn submit_rejects_what_the_daemon_would_reject() {
         let cfg = Config::default();
         type Edit = Box<dyn Fn(&mut SubmitArgs)>;
-        let cases: [(Edit, &str); 7] = [
+        let cases: [(Edit, &str); 8] = [
             (Box::new(|a| a.batch_size = Some(10_001)), "batch_size"),
+            (Box::new(|a| a.parallelism = Some(65)), "parallelism"),
             (Box::new(|a| a.start = "yesterday".into()), "start_date"),
             (
                 Box::new(|a| a.end = Some("2023-01-01T00:00:00Z".into())),

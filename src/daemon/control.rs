@@ -21,8 +21,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::ControlConsumer;
-use crate::command::{self, CommandOrigin, Limits, now_ms};
+use super::{ControlConsumer, plan};
+use crate::command::{self, CommandOrigin, JobSpec, Limits, now_ms};
 use crate::job::ResultRecord;
 use crate::job::ResultStatus;
 use crate::job::lifecycle::{self, CommandContext, Verdict};
@@ -30,6 +30,13 @@ use crate::job::records::OutRecord;
 use crate::metrics::OutcomeLabel;
 use crate::runner::JobContext;
 use crate::sink::{TxnError, TxnProducer};
+
+/// What a command comes to: its verdict, and for an accepted split job its parts (their commands travel in
+/// the acceptance transaction, SPEC §5a).
+struct Decision {
+    verdict: Verdict,
+    parts: Vec<JobSpec>,
+}
 
 /// How handling a command ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,7 +98,7 @@ impl Control {
     /// true end (so a job accepted moments ago elsewhere is known), waiting at most
     /// `kafka.command_state_wait()` for transactions open on it, so that a transaction left open by a crashed
     /// producer cannot hold the control partition for its whole timeout.
-    async fn decide(&self, origin: &CommandOrigin, payload: &[u8], slots_full: bool) -> Verdict {
+    async fn decide(&self, origin: &CommandOrigin, payload: &[u8], slots_full: bool) -> Decision {
         let now = now_ms();
         let parsed = command::parse(payload, origin, self.limits(), now);
         if let Ok(c) = &parsed {
@@ -112,11 +119,34 @@ impl Control {
             now_ms: now,
             instance: &self.ctx.instance,
         };
-        lifecycle::decide_command(parsed, &ctx, origin, at)
+        let mut verdict = lifecycle::decide_command(parsed, &ctx, origin, at);
+        let parts = match &mut verdict {
+            Verdict::Accept { checkpoint, .. } if checkpoint.spec.is_split() => {
+                let parts = plan::parts(&self.ctx, &checkpoint.spec).await;
+                checkpoint.parts = parts.iter().map(|p| p.job_id.clone()).collect();
+                parts
+            }
+            _ => Vec::new(),
+        };
+        Decision { verdict, parts }
+    }
+
+    /// The records of a decision: of its verdict, and a split job's parts' commands.
+    fn records(&self, decision: &Decision, origin: &CommandOrigin) -> Vec<OutRecord> {
+        let mut out = self.verdict_records(&decision.verdict, origin);
+        let r = &self.ctx.records;
+        out.extend(
+            decision
+                .parts
+                .iter()
+                .enumerate()
+                .map(|(k, spec)| r.part_command(spec, k)),
+        );
+        out
     }
 
     /// The records of a verdict.
-    fn records(&self, verdict: &Verdict, origin: &CommandOrigin) -> Vec<OutRecord> {
+    fn verdict_records(&self, verdict: &Verdict, origin: &CommandOrigin) -> Vec<OutRecord> {
         let r = &self.ctx.records;
         let now = now_ms();
         let about = |job: &str, status, reason: Option<&str>| {
@@ -169,7 +199,7 @@ impl Control {
         shutdown: &CancellationToken,
     ) -> Handled {
         let partition = origin.partition;
-        let mut verdict = self.decide(origin, payload, slots_full).await;
+        let mut decision = self.decide(origin, payload, slots_full).await;
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(200))
             .with_max_delay(Duration::from_secs(10))
@@ -192,24 +222,28 @@ impl Control {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             };
-            let records = self.records(&verdict, origin);
+            let records = self.records(&decision, origin);
             let result = match self.producer(partition).await {
                 Ok(p) => p.commit(&records, Some((next_offset(origin), group))).await,
                 Err(e) => Err(e),
             };
             match result {
-                Ok(()) => return self.committed(verdict, origin),
+                Ok(()) => return self.committed(decision.verdict, origin),
                 Err(TxnError::Refused(refused)) => {
                     // The broker will never take these records (e.g. a checkpoint over the state topic's
                     // max.message.bytes): the command is rejected instead, so it cannot block its partition.
                     let names: Vec<String> = refused.into_iter().map(|(_, n)| n).collect();
                     self.producers.remove(&partition);
-                    verdict = Verdict::Reject {
-                        job_id: verdict_job(&verdict).to_string(),
+                    let verdict = Verdict::Reject {
+                        job_id: verdict_job(&decision.verdict).to_string(),
                         reason: format!(
                             "the broker refused the records this command produces ({}); e.g. its checkpoint is larger than the state topic's max.message.bytes",
                             names.join(", ")
                         ),
+                    };
+                    decision = Decision {
+                        verdict,
+                        parts: Vec::new(),
                     };
                 }
                 Err(e @ (TxnError::Fenced | TxnError::GroupLost(_))) => {
@@ -245,10 +279,10 @@ impl Control {
                             "the command's transaction had committed"
                         );
                         return Handled::ReadBack {
-                            job_id: verdict_job(&verdict).to_string(),
+                            job_id: verdict_job(&decision.verdict).to_string(),
                         };
                     }
-                    verdict = self.decide(origin, payload, slots_full).await;
+                    decision = self.decide(origin, payload, slots_full).await;
                 }
             }
         }

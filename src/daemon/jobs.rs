@@ -31,9 +31,10 @@ pub struct Jobs {
     shutdown: CancellationToken,
 }
 
-/// Whether a job wants a task on its owner: not final, and active or with a control request pending.
+/// Whether a job wants a task on its owner: not final, and active or with a control request pending; a split
+/// job always until it is final (it follows its parts, which can be resumed when it failed).
 pub fn wants_task(cp: &Checkpoint, pending_controls: bool) -> bool {
-    !cp.status.is_final() && (cp.status.is_active() || pending_controls)
+    !cp.status.is_final() && (cp.status.is_active() || pending_controls || cp.spec.is_split())
 }
 
 impl Jobs {
@@ -230,6 +231,13 @@ mod tests {
                 ..checkpoint()
             };
             assert_eq!(wants_task(&cp, pending), want, "{status} pending={pending}");
+            let mut split = cp.clone();
+            split.spec.parallelism = 4;
+            assert_eq!(
+                wants_task(&split, false),
+                !status.is_final(),
+                "split {status}"
+            );
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod control;
 mod jobs;
+mod plan;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -185,12 +186,19 @@ impl Daemon {
             .context("cannot subscribe to the control topic")?;
 
         let instance = cfg.instance();
-        let records = Records::new(
+        let mut records = Records::new(
             &cfg,
             state.partition_count(),
             source.sorting_key().clone(),
             instance.clone(),
         );
+        if let Some((_, n)) = crate::sink::topic_partitions(&cfg)
+            .await?
+            .into_iter()
+            .find(|(name, _)| *name == cfg.topics.commands.name)
+        {
+            records.command_partitions = n;
+        }
         let ctx = Arc::new(JobContext {
             cfg: cfg.clone(),
             source,

@@ -279,6 +279,94 @@ pub fn fail(cp: &Checkpoint, error: &str, at: Stamp<'_>) -> Transition {
     t
 }
 
+/// A split job follows its parts (SPEC §5a): its checkpoint takes their summed counters and estimates and the
+/// status [`super::split::aggregate`] derives, announcing `paused`, `resumed` (from paused or failed back to
+/// running) and the final `completed`, `cancelled` or `failed` (naming the failed parts). `None` when nothing
+/// changed. A queued split job starts running first ([`start`]).
+pub fn follow(
+    cp: &Checkpoint,
+    parts: &super::split::Aggregate,
+    at: Stamp<'_>,
+) -> Option<Transition> {
+    let status = match parts.status {
+        JobStatus::Queued => JobStatus::Running,
+        s => s,
+    };
+    if status == cp.status
+        && parts.counters == cp.counters
+        && parts.estimated_total == cp.estimated_total
+    {
+        return None;
+    }
+    let mut t = Transition::of(cp, at);
+    t.next.counters = parts.counters;
+    t.next.estimated_total = parts.estimated_total;
+    t.next.status = status;
+    t.next.error = parts.error.clone();
+    if status != cp.status {
+        let announced = match (cp.status, status) {
+            (_, JobStatus::Paused) => Some(ResultStatus::Paused),
+            (JobStatus::Paused | JobStatus::Failed, JobStatus::Running) => {
+                Some(ResultStatus::Resumed)
+            }
+            (_, JobStatus::Completed) => Some(ResultStatus::Completed),
+            (_, JobStatus::Cancelled) => Some(ResultStatus::Cancelled),
+            (_, JobStatus::Failed) => Some(ResultStatus::Failed),
+            _ => None,
+        };
+        t.results.extend(announced);
+        if status.is_final() {
+            t.next.completed_at_ms = Some(at.now_ms);
+        }
+    }
+    Some(t)
+}
+
+/// A split job's control requests, handed on to its parts: each request for each part it applies to (judged as
+/// the part's own would be, [`control_problem`]), with request id `<request_id>.<k>`; and the transition that
+/// marks them honoured on the split job. Its status then follows its parts ([`follow`]), except that a
+/// resume of a paused or failed split job is announced at once (`resumed`, error cleared): its parts may finish
+/// before the split job looks at them again. `None` while a part is not accepted yet (its request would be
+/// lost) or nothing is pending.
+pub fn hand_on(
+    cp: &Checkpoint,
+    pending: &[ControlRequest],
+    parts: &[Option<(Checkpoint, Vec<ControlRequest>)>],
+    at: Stamp<'_>,
+) -> Option<(Transition, Vec<ControlRequest>)> {
+    let last = pending.last()?;
+    if parts.iter().any(Option::is_none) {
+        return None;
+    }
+    let mut requests = Vec::new();
+    for req in pending {
+        for (k, part) in parts.iter().flatten().enumerate() {
+            let (part_cp, part_pending) = part;
+            if control_problem(req.action, part_cp, part_pending).is_none() {
+                requests.push(ControlRequest {
+                    request_id: format!("{}.{k}", req.request_id),
+                    job_id: part_cp.job_id.clone(),
+                    action: req.action,
+                    at_ms: req.at_ms,
+                });
+            }
+        }
+    }
+    let mut t = Transition::of(cp, at);
+    t.honoured = pending.iter().map(control_key).collect();
+    t.next.control_handled = Some(last.request_id.clone());
+    for req in pending {
+        if req.action == ControlAction::Resume
+            && matches!(t.next.status, JobStatus::Paused | JobStatus::Failed)
+        {
+            t.next.status = JobStatus::Running;
+            t.next.error = None;
+            t.results.push(ResultStatus::Resumed);
+        }
+    }
+    Some((t, requests))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,6 +568,91 @@ mod tests {
         assert_eq!(t.next.error.as_deref(), Some("no table"));
         assert_eq!(t.next.cursor, cp.cursor, "resume continues from the cursor");
         assert_eq!(t.results, [ResultStatus::Failed]);
+    }
+
+    #[test]
+    fn a_split_job_follows_its_parts() {
+        use crate::job::split::Aggregate;
+        let agg = |status, found| Aggregate {
+            status,
+            counters: Counters {
+                found,
+                published: found,
+                ..Default::default()
+            },
+            estimated_total: Some(100),
+            error: (status == Failed).then(|| "parts failed: p: x".to_string()),
+        };
+        // (split job's status, parts' status) → (status after, results)
+        let table: [(JobStatus, JobStatus, JobStatus, &[ResultStatus]); 7] = [
+            (Queued, Queued, Running, &[]),
+            (Running, Running, Running, &[]),
+            (Running, Paused, Paused, &[ResultStatus::Paused]),
+            (Paused, Running, Running, &[ResultStatus::Resumed]),
+            (Failed, Running, Running, &[ResultStatus::Resumed]),
+            (Running, Failed, Failed, &[ResultStatus::Failed]),
+            (Running, Completed, Completed, &[ResultStatus::Completed]),
+        ];
+        for (before, parts, after, results) in table {
+            let cp = with_status(before);
+            let t = follow(&cp, &agg(parts, 42), at(9)).unwrap();
+            assert_eq!(t.next.status, after, "{before} with parts {parts}");
+            assert_eq!(t.results, results, "{before} with parts {parts}");
+            assert_eq!(t.next.counters.found, 42);
+            assert_eq!(t.next.completed_at_ms.is_some(), after.is_final());
+            assert_eq!(t.next.error.is_some(), after == Failed);
+        }
+        let mut same = with_status(Running);
+        same.counters = agg(Running, 42).counters;
+        same.estimated_total = Some(100);
+        assert_eq!(follow(&same, &agg(Running, 42), at(9)), None);
+    }
+
+    #[test]
+    fn a_split_jobs_requests_reach_the_parts_they_apply_to() {
+        let part = |k: usize, status| {
+            (
+                Checkpoint {
+                    job_id: format!("j1.part-{k}"),
+                    status,
+                    ..checkpoint()
+                },
+                vec![],
+            )
+        };
+        let parts = vec![
+            Some(part(0, Running)),
+            Some(part(1, Completed)),
+            Some(part(2, Paused)),
+        ];
+        let (t, requests) =
+            hand_on(&with_status(Running), &[req(4, Pause)], &parts, at(9)).unwrap();
+        assert_eq!(t.next.control_handled.as_deref(), Some("cmds-0-4"));
+        assert_eq!(t.honoured.len(), 1);
+        assert_eq!(t.next.status, Running, "its status follows its parts");
+        let ids: Vec<_> = requests
+            .iter()
+            .map(|r| (r.job_id.as_str(), r.request_id.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            [("j1.part-0", "cmds-0-4.0")],
+            "only the running part pauses"
+        );
+        let (_, requests) =
+            hand_on(&with_status(Running), &[req(5, Cancel)], &parts, at(9)).unwrap();
+        assert_eq!(requests.len(), 2, "every part not final is cancelled");
+        let (t, requests) =
+            hand_on(&with_status(Paused), &[req(6, Resume)], &parts, at(9)).unwrap();
+        assert_eq!(requests[0].job_id, "j1.part-2");
+        assert_eq!(
+            (t.next.status, t.results.as_slice()),
+            (Running, [ResultStatus::Resumed].as_slice()),
+            "a resume is announced at once"
+        );
+        let waiting = vec![Some(part(0, Running)), None];
+        assert!(hand_on(&with_status(Running), &[req(7, Cancel)], &waiting, at(9)).is_none());
+        assert!(hand_on(&with_status(Running), &[], &parts, at(9)).is_none());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::lifecycle::Transition;
 use super::{Checkpoint, ControlRequest, DeadLetter, RawEventJson, ResultRecord, ResultStatus};
+use crate::command::JobSpec;
 use crate::config::Config;
 use crate::source::{Cursor, RawRow, SortingKey};
 use crate::transform::Event;
@@ -124,6 +125,9 @@ pub struct Records {
     pub dead_letter_payload_bytes: usize,
     /// This daemon instance's id, named in every result record (SPEC §5a).
     pub instance: String,
+    /// Partitions of the control topic (as read from the broker at start; the configured count until then),
+    /// over which a split job's parts' commands are spread.
+    pub command_partitions: i32,
 }
 
 impl Records {
@@ -143,6 +147,7 @@ impl Records {
             max_dead_letter_bytes: cfg.topics.dlq.max_message_bytes as usize,
             dead_letter_payload_bytes: cfg.processing.dlq_max_payload_bytes,
             instance,
+            command_partitions: cfg.topics.commands.partitions,
         }
     }
 
@@ -191,6 +196,20 @@ impl Records {
             key: r.job_id.clone().into_bytes(),
             value: Some(value.to_json()),
             headers: vec![("status", r.status.as_str().to_string().into())],
+            tag: None,
+        }
+    }
+
+    /// The command of a split job's `k`-th part `spec`, keyed by the part's job id, on control partition
+    /// `k mod command_partitions`: consecutive parts land on consecutive partitions, so the instances that
+    /// share the control topic share the parts (SPEC §5a).
+    pub fn part_command(&self, spec: &JobSpec, k: usize) -> OutRecord {
+        OutRecord {
+            topic: self.topics.commands.clone(),
+            partition: Some((k % self.command_partitions.max(1) as usize) as i32),
+            key: spec.job_id.clone().into_bytes(),
+            value: Some(super::split::part_command(spec)),
+            headers: Vec::new(),
             tag: None,
         }
     }

@@ -116,6 +116,9 @@ pub struct ResultRecord {
     /// A split job's parts, by job id (SPEC §5a).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<Vec<String>>,
+    /// For a part of a split job: the split job's id (SPEC §5a).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_job_id: Option<String>,
 }
 
 impl ResultRecord {
@@ -147,6 +150,7 @@ impl ResultRecord {
             completed_at: None,
             instance: None,
             parts: None,
+            parent_job_id: None,
         }
     }
 
@@ -193,6 +197,7 @@ impl ResultRecord {
             started_at: cp.started_at_ms.map(format_ms),
             completed_at: cp.completed_at_ms.map(format_ms),
             parts: (!cp.parts.is_empty()).then(|| cp.parts.clone()),
+            parent_job_id: cp.spec.parent_job_id.clone(),
             ..ResultRecord::new(&cp.job_id, status, at_ms)
         }
     }

@@ -245,6 +245,7 @@ pub struct PartRange {
 }
 
 /// How a cut day is cut: by customers at these boundaries, or (without counts) into equal time slices.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cut {
     Customers(Vec<String>),
     Time,

@@ -188,6 +188,11 @@ impl Calendar {
     }
 }
 
+/// The UTC day number (days since the epoch) of a `YYYYMMDD` date, as [`super::Source::estimate`] names days.
+pub fn day_of_yyyymmdd(date: u32) -> Option<i64> {
+    partition_days(&date.to_string(), false).map(|(day, _)| day)
+}
+
 /// The UTC days covered by a partition id `YYYYMMDD` (or `YYYYMM`).
 fn partition_days(id: &str, monthly: bool) -> Option<(i64, i64)> {
     let digits = |s: &str| s.parse::<i32>().ok();
@@ -300,6 +305,8 @@ mod tests {
         assert_eq!(day_of(-1), -1);
         assert_eq!(day_of(DAY_MS), 1);
         assert_eq!(partition_days("19700102", false), Some((1, 1)));
+        assert_eq!(day_of_yyyymmdd(20240301), Some(day_of(1_709_251_200_000)));
+        assert_eq!(day_of_yyyymmdd(2024), None);
         assert_eq!(partition_days("197002", true), Some((31, 58)));
         let cal = Calendar::new("toYYYYMMDD(timestamp)", "DateTime64(3)", "UTC");
         assert_eq!(cal, Calendar::Daily { exact: true });

@@ -254,6 +254,21 @@ pub fn day_counts(tables: &Tables, f: &Filters) -> Sql {
     sql
 }
 
+/// Rows per customer matching `f` (a day of it), sorted by customer, without `FINAL` (an estimate, as
+/// [`day_counts`]): where to cut a day among the parts of a split job.
+pub fn customer_counts(tables: &Tables, f: &Filters) -> Sql {
+    let mut sql = Sql {
+        text: format!(
+            "SELECT external_customer_id AS customer, count() AS n FROM {} WHERE ",
+            tables.raw()
+        ),
+        params: Vec::new(),
+    };
+    push_filters(&mut sql, tables, f, f.start_ms, f.end_ms);
+    sql.text.push_str(" GROUP BY customer ORDER BY customer");
+    sql
+}
+
 /// Active partitions of the raw table (metadata only: no data is read), and whether the table exists (a
 /// dropped table must fail the job, not look empty).
 pub fn partitions(tables: &Tables) -> Sql {

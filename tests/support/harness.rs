@@ -779,7 +779,8 @@ pub fn rfc3339(ms: i64) -> String {
     raw_events_reprocessor::command::format_ms(ms)
 }
 
-/// `n` realistic rows of one tenant/environment, spread over `span_ms` from `start_ms`, over 40 customers.
+/// `n` realistic rows of one tenant/environment, spread evenly over `span_ms` from `start_ms` in shuffled
+/// order, over 40 customers.
 pub fn realistic_rows(
     tenant: &str,
     env: &str,
@@ -789,7 +790,8 @@ pub fn realistic_rows(
 ) -> Vec<InsertRow> {
     (0..n)
         .map(|i| {
-            let ts = start_ms + (i as i64 * 7_919) % span_ms;
+            // A shuffle of the rows over the whole span, whatever `n`.
+            let ts = start_ms + ((i * 7_919) % n) as i64 * span_ms / n as i64;
             let payload = realistic_payload(i, &format!("org-{}", i % 40), &rfc3339(ts));
             InsertRow::new(
                 &format!("row-{i:07}"),

@@ -23,6 +23,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
+mod parent;
+
 use crate::batch::throttle::{self, Throttle};
 use crate::batch::{self, Progress};
 use crate::command::now_ms;
@@ -171,6 +173,11 @@ impl Runner {
     async fn run(&mut self, slot: Slot) -> ControlFlow<JobExit, JobExit> {
         if self.cp.status.is_final() {
             return Break(JobExit::Idle);
+        }
+        if self.cp.spec.is_split() {
+            // A split job reads nothing itself: it follows its parts and takes no running slot.
+            drop(slot);
+            return self.follow().await;
         }
         self.honour().await?;
         if !self.cp.status.is_active() {
@@ -533,6 +540,17 @@ fn stream_shape(cfg: &Config, batch_size: u32, rate: Option<f64>) -> StreamShape
         batch_size,
         rows_per_query: rows.max(u64::from(batch_size)),
         buffered_batches: 1,
+    }
+}
+
+/// How a task whose job reached `status` ends.
+fn exit_of(status: JobStatus) -> JobExit {
+    match status {
+        JobStatus::Completed => JobExit::Completed,
+        JobStatus::Cancelled => JobExit::Cancelled,
+        JobStatus::Failed => JobExit::Failed,
+        JobStatus::Paused => JobExit::Paused,
+        JobStatus::Queued | JobStatus::Running => JobExit::Stopped,
     }
 }
 

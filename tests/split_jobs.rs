@@ -1,0 +1,263 @@
+//! Split jobs (issue 13, SPEC §5a) against the real broker and ClickHouse engine: a job with `parallelism`
+//! runs as parts on several instances, survives the death of one, is cancelled as a whole, fails when a part
+//! fails and completes once resumed.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::harness::{Env, assert_exactly_once, expected_events, realistic_rows, rfc3339};
+use support::{DAY, T0};
+
+fn command(job: &str, tenant: &str, days: i64, extra: &str) -> String {
+    format!(
+        r#"{{"type":"reprocess","job_id":"{job}","tenant_id":"{tenant}","environment_id":"e1","start_date":"{}","end_date":"{}"{extra}}}"#,
+        rfc3339(T0),
+        rfc3339(T0 + days * DAY)
+    )
+}
+
+/// The part ids a split job's results name.
+fn parts_of(env: &Env, job: &str, timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(parts) = env.results(job).iter().find_map(|v| {
+            v["parts"]
+                .as_array()
+                .filter(|p| !p.is_empty())
+                .map(|p| p.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+        }) {
+            return parts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "split job {job} named no parts in {timeout:?}: {:?}",
+            env.results(job)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn found_so_far(env: &Env, job: &str) -> i64 {
+    env.results(job)
+        .iter()
+        .filter_map(|v| v["total_events_found"].as_i64())
+        .max()
+        .unwrap_or(0)
+}
+
+fn wait_found(env: &Env, job: &str, at_least: i64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while found_so_far(env, job) < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "job {job} found no {at_least} rows within {timeout:?}: {:?}",
+            env.results(job).last()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+const COUNTERS: [&str; 6] = [
+    "total_events_found",
+    "total_events_published",
+    "total_events_dropped",
+    "total_transformation_errors",
+    "total_events_failed",
+    "total_events_sampled_out",
+];
+
+/// 100,000 rows over four days, parallelism 4, two instances of one group; one is killed mid-job and started
+/// again (a new instance id). The split job completes once, with its parts' counters summed exactly; every
+/// event is published exactly once; the parts ran on more than one instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_job_runs_on_two_instances_and_survives_a_kill() {
+    let env = Env::new("split_kill").await;
+    let rows = realistic_rows("t_split", "e1", 100_000, T0, 4 * DAY);
+    let expected = expected_events(&rows);
+    env.insert(&rows).await;
+    let mut a = env.start_instance("a");
+    env.wait_topics(Duration::from_secs(60));
+    let b = env.start_instance("b");
+    env.submit(
+        "big",
+        &command(
+            "big",
+            "t_split",
+            4,
+            r#","batch_size":1000,"parallelism":4,"max_events_per_second":8000"#,
+        ),
+    )
+    .await;
+    let parts = parts_of(&env, "big", Duration::from_secs(60));
+    assert_eq!(parts.len(), 4, "{parts:?}");
+    wait_found(&env, "big", 20_000, Duration::from_secs(120));
+    a.kill();
+    a = env.start_instance("a");
+
+    let fin = env.wait_status("big", &["completed"], Duration::from_secs(300));
+    let results = env.results("big");
+    assert_eq!(
+        results
+            .iter()
+            .filter(|v| v["status"] == "completed")
+            .count(),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(fin["total_events_found"], 100_000, "{fin}");
+    assert_eq!(
+        fin["total_events_published"],
+        expected.len() as i64,
+        "{fin}"
+    );
+    let mut sums: HashMap<&str, i64> = HashMap::new();
+    let mut instances = BTreeSet::new();
+    for part in &parts {
+        let part_results = env.results(part);
+        let done: Vec<&Value> = part_results
+            .iter()
+            .filter(|v| v["status"] == "completed")
+            .collect();
+        assert_eq!(done.len(), 1, "{part}: {part_results:?}");
+        for c in COUNTERS {
+            *sums.entry(c).or_default() += done[0][c].as_i64().unwrap_or(0);
+        }
+        assert_eq!(done[0]["parent_job_id"], "big", "{part}: {}", done[0]);
+        instances.extend(
+            part_results
+                .iter()
+                .filter_map(|v| v["instance"].as_str().map(str::to_string)),
+        );
+    }
+    for c in COUNTERS {
+        assert_eq!(fin[c].as_i64().unwrap_or(0), sums[c], "{c}: {fin}");
+    }
+    assert!(
+        instances.len() >= 2,
+        "the parts ran on one instance only: {instances:?}\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    assert_exactly_once(&env, &expected);
+}
+
+/// Cancelling a split job cancels every part: the split job and each part end `cancelled`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_split_job_cancels_every_part() {
+    let env = Env::new("split_cancel").await;
+    let rows = realistic_rows("t_scancel", "e1", 18_000, T0, 2 * DAY);
+    env.insert(&rows).await;
+    let daemon = env.start_daemon();
+    env.wait_topics(Duration::from_secs(60));
+    env.submit(
+        "sc",
+        &command(
+            "sc",
+            "t_scancel",
+            2,
+            r#","batch_size":200,"parallelism":3,"max_events_per_second":600"#,
+        ),
+    )
+    .await;
+    let parts = parts_of(&env, "sc", Duration::from_secs(60));
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    wait_found(&env, "sc", 600, Duration::from_secs(60));
+    env.produce("sc", None, r#"{"type":"cancel","job_id":"sc"}"#)
+        .await;
+    let fin = env.wait_final("sc", Duration::from_secs(60));
+    assert_eq!(fin["status"], "cancelled", "{fin}\n{}", daemon.log());
+    for part in &parts {
+        let r = env.wait_final(part, Duration::from_secs(10));
+        assert_eq!(r["status"], "cancelled", "{part}: {r}");
+    }
+    assert!(
+        fin["total_events_found"].as_i64().unwrap() < rows.len() as i64,
+        "{fin}"
+    );
+}
+
+/// While set, the proxy refuses the source's queries for the fourth day.
+static REFUSE_DAY_4: AtomicBool = AtomicBool::new(true);
+
+/// Whether a request reads the fourth day of the test's range (its `lo` parameter lies in it).
+fn reads_day_4(req: &[u8]) -> bool {
+    if !REFUSE_DAY_4.load(Ordering::SeqCst) {
+        return false;
+    }
+    // `param_lo=<ms>` in a URL or `name="param_lo"\r\n\r\n<ms>` in a multipart body.
+    let needle = b"param_lo";
+    let Some(at) = req.windows(needle.len()).position(|w| w == needle) else {
+        return false;
+    };
+    let digits: String = req[at + needle.len()..]
+        .iter()
+        .skip_while(|b| matches!(b, b'=' | b'"' | b'\r' | b'\n'))
+        .take_while(|b| b.is_ascii_digit())
+        .map(|b| *b as char)
+        .collect();
+    digits
+        .parse::<i64>()
+        .is_ok_and(|lo| (T0 + 3 * DAY..T0 + 4 * DAY).contains(&lo))
+}
+
+/// A part that fails (ClickHouse cannot read its day) fails the split job, naming the part; once the day is
+/// readable again, resuming the split job resumes the part and the split job completes, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_part_fails_the_split_job_and_a_resume_completes_it() {
+    support::require_services();
+    let target = support::clickhouse_url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let (url, _proxy) =
+        support::clickhouse_proxy(target, support::Fault::Refuse(reads_day_4)).await;
+    let mut env = Env::on("split_fail", support::kafka_bootstrap(), url).await;
+    env.extra_env.push((
+        "REPROCESSOR_CLICKHOUSE__RETRY_BUDGET_SECS".into(),
+        "3".into(),
+    ));
+    let rows = realistic_rows("t_sfail", "e1", 12_000, T0, 4 * DAY);
+    let expected = expected_events(&rows);
+    env.insert(&rows).await;
+    let daemon = env.start_daemon();
+    env.wait_topics(Duration::from_secs(60));
+    env.submit(
+        "sf",
+        &command("sf", "t_sfail", 4, r#","batch_size":500,"parallelism":4"#),
+    )
+    .await;
+    let failed = env.wait_final("sf", Duration::from_secs(120));
+    assert_eq!(failed["status"], "failed", "{failed}\n{}", daemon.log());
+    let parts = parts_of(&env, "sf", Duration::from_secs(5));
+    let error = failed["error"].as_str().unwrap_or_default();
+    let named: Vec<&String> = parts
+        .iter()
+        .filter(|p| error.contains(p.as_str()))
+        .collect();
+    assert!(!named.is_empty(), "the error names no part: {failed}");
+    for p in &parts {
+        let r = env.wait_final(p, Duration::from_secs(10));
+        let expect = if named.contains(&p) {
+            "failed"
+        } else {
+            "completed"
+        };
+        assert_eq!(r["status"], expect, "{p}: {r}");
+    }
+
+    REFUSE_DAY_4.store(false, Ordering::SeqCst);
+    env.produce("sf", None, r#"{"type":"resume","job_id":"sf"}"#)
+        .await;
+    let fin = env.wait_status("sf", &["completed"], Duration::from_secs(120));
+    assert_eq!(fin["total_events_found"], rows.len() as i64, "{fin}");
+    assert!(
+        env.results("sf").iter().any(|v| v["status"] == "resumed"),
+        "{:?}",
+        env.results("sf")
+    );
+    assert_exactly_once(&env, &expected);
+}
