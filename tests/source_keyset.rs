@@ -13,29 +13,15 @@ use raw_events_reprocessor::config::ClickHouseConfig;
 use raw_events_reprocessor::source::{
     Cursor, Filters, Mode, RawRow, Source, SourceError, StreamShape,
 };
-use serde::Serialize;
 
-use support::harness::InsertRow;
+use support::harness::{InsertEvent, InsertRow};
 use support::{DAY, T0 as D0};
 
 fn url() -> String {
     support::clickhouse_url()
 }
 
-#[derive(Clone, Debug, clickhouse::Row, Serialize)]
-struct InsEvent {
-    id: String,
-    tenant_id: String,
-    external_customer_id: String,
-    environment_id: String,
-    event_name: String,
-    customer_id: Option<String>,
-    source: Option<String>,
-    timestamp: i64,
-    ingested_at: i64,
-    properties: String,
-}
-
+type InsEvent = InsertEvent;
 type Ins = InsertRow;
 
 fn ins(tenant: &str, env: &str, cust: &str, ts: i64, id: &str, name: &str, version: u64) -> Ins {

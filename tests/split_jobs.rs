@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::harness::{Env, assert_exactly_once, expected_events, realistic_rows, rfc3339};
+use support::harness::{
+    Env, InsertEvent, assert_exactly_once, expected_events, realistic_rows, rfc3339,
+};
 use support::{DAY, T0};
 
 fn command(job: &str, tenant: &str, days: i64, extra: &str) -> String {
@@ -260,4 +262,71 @@ async fn a_failed_part_fails_the_split_job_and_a_resume_completes_it() {
         env.results("sf")
     );
     assert_exactly_once(&env, &expected);
+}
+
+/// A split job selects exactly what the same job unsplit selects: `pending` mode (ids already in `events` within
+/// the job's window hide rows of any day, ids outside it hide none), `sample_rate`, `dry_run`, `event_ids`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_job_selects_exactly_what_the_unsplit_job_does() {
+    let env = Env::new("split_exact").await;
+    let rows = realistic_rows("t_sx", "e1", 9_000, T0, 3 * DAY);
+    env.insert(&rows).await;
+    // Every 4th row is stored already, a day later than its raw row: inside the job's window for the first two
+    // days, outside it for the third (so those rows stay pending).
+    let stored: Vec<InsertEvent> = rows
+        .iter()
+        .step_by(4)
+        .map(|r| InsertEvent::of(r, r.timestamp + DAY))
+        .collect();
+    env.insert_events(&stored).await;
+    let daemon = env.start_daemon();
+    env.wait_topics(Duration::from_secs(60));
+    let ids: Vec<String> = rows
+        .iter()
+        .step_by(7)
+        .map(|r| format!("{:?}", r.id))
+        .collect();
+    let cases = [
+        (
+            "pend",
+            r#","mode":"pending","sample_rate":0.5,"dry_run":true"#.to_string(),
+        ),
+        (
+            "ids",
+            format!(r#","event_ids":[{}],"dry_run":true"#, ids.join(",")),
+        ),
+    ];
+    for (name, extra) in &cases {
+        for parallelism in [1, 3] {
+            let job = format!("{name}-{parallelism}");
+            let extra = format!(r#"{extra},"batch_size":400,"parallelism":{parallelism}"#);
+            env.submit(&job, &command(&job, "t_sx", 3, &extra)).await;
+        }
+    }
+    for (name, _) in &cases {
+        let whole = env.wait_final(&format!("{name}-1"), Duration::from_secs(120));
+        let split = env.wait_final(&format!("{name}-3"), Duration::from_secs(120));
+        assert_eq!(whole["status"], "completed", "{whole}\n{}", daemon.log());
+        assert_eq!(split["status"], "completed", "{split}\n{}", daemon.log());
+        for c in COUNTERS {
+            assert_eq!(whole[c], split[c], "{name} {c}: {whole} vs {split}");
+        }
+        let found = whole["total_events_found"].as_i64().unwrap();
+        assert!(found > 0 && found < rows.len() as i64, "{name}: {whole}");
+    }
+    // The window matters: of the 9,000 rows, the stored ones of the first two days are hidden, those of the
+    // third are not.
+    let hidden = rows
+        .iter()
+        .step_by(4)
+        .filter(|r| r.timestamp + DAY < T0 + 3 * DAY)
+        .count() as i64;
+    let pend = env.wait_final("pend-3", Duration::from_secs(5));
+    let seen = pend["total_events_found"].as_i64().unwrap();
+    assert_eq!(seen, rows.len() as i64 - hidden, "{pend}");
+    assert!(
+        pend["total_events_sampled_out"].as_i64().unwrap() > 0,
+        "{pend}"
+    );
+    assert_eq!(env.read_all("output").len(), 0, "dry runs publish nothing");
 }

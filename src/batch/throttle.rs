@@ -64,6 +64,16 @@ impl Throttle {
         }
     }
 
+    /// Changes the rate to `rate` (> 0) from `now` on: the average is measured again from `now`, while the
+    /// window keeps the transactions it holds (a lower rate waits for them to leave it).
+    pub fn set_rate(&mut self, rate: f64, now: Instant) {
+        if rate != self.rate {
+            self.rate = rate;
+            self.published = 0;
+            self.started = now;
+        }
+    }
+
     /// Counts a committed transaction of `published` events at `now`.
     pub fn committed(&mut self, published: i64, now: Instant) {
         self.recent.push_back((now, published));
@@ -154,5 +164,21 @@ mod tests {
         th.committed(100, t0);
         assert_eq!(th.wait_after(t0), Duration::from_secs(1));
         assert_eq!(th.wait_after(t0 + Duration::from_secs(3)), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_new_rate_counts_from_its_change_and_the_window_remembers() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut th = Throttle::new(100.0, t0);
+        th.committed(900, t0);
+        // Doubling the rate: the average starts again, the 900 events stay in the 10 s window (budget 2,000).
+        th.set_rate(200.0, t0 + s(1));
+        assert_eq!(th.wait_after(t0 + s(1)), Duration::ZERO);
+        assert_eq!(th.wait_before(1_100, t0 + s(1)), Duration::ZERO);
+        assert!(th.wait_before(1_200, t0 + s(1)) > s(8));
+        // Halving it: the window's 900 events now fill most of a budget of 500.
+        th.set_rate(50.0, t0 + s(2));
+        assert!(th.wait_before(100, t0 + s(2)) > s(7));
     }
 }

@@ -357,6 +357,18 @@ pub fn part_specs(parent: &JobSpec, ranges: &[PartRange]) -> Vec<JobSpec> {
         .collect()
 }
 
+/// A part's share of its split job's `max_events_per_second` (`total`): the total divided among the parts
+/// that run or will (`None`: not accepted yet; queued; running), so a part's rate grows as its siblings finish,
+/// pause or fail, and the parts together stay within the total (SPEC §3, §5a). `parts` includes the part
+/// asking, which always counts.
+pub fn rate_share(total: f64, parts: &[Option<JobStatus>]) -> f64 {
+    let sharing = parts
+        .iter()
+        .filter(|s| matches!(s, None | Some(JobStatus::Queued | JobStatus::Running)))
+        .count();
+    total / sharing.max(1) as f64
+}
+
 /// The command a part is: a `reprocess` of the control topic that validates as any other (SPEC §3).
 pub fn part_command(spec: &JobSpec) -> Vec<u8> {
     let mut m = Map::new();
@@ -472,6 +484,24 @@ pub fn aggregate(parts: &[Option<&Checkpoint>]) -> Aggregate {
 mod tests {
     use super::*;
     use crate::job::tests::{checkpoint, spec};
+
+    #[test]
+    fn the_rate_is_shared_among_the_parts_that_run() {
+        use JobStatus::*;
+        assert_eq!(
+            rate_share(900.0, &[Some(Running), None, Some(Queued)]),
+            300.0
+        );
+        assert_eq!(
+            rate_share(900.0, &[Some(Running), Some(Completed), Some(Paused)]),
+            900.0
+        );
+        assert_eq!(
+            rate_share(900.0, &[Some(Running), Some(Failed), Some(Running)]),
+            450.0
+        );
+        assert_eq!(rate_share(900.0, &[]), 900.0);
+    }
 
     fn parts_of(pieces: &[Piece]) -> usize {
         pieces.iter().map(Piece::parts).sum()

@@ -31,6 +31,7 @@ use crate::command::now_ms;
 use crate::config::Config;
 use crate::job::lifecycle::{self, Stamp, Transition};
 use crate::job::records::{OutRecord, Records};
+use crate::job::split;
 use crate::job::{Checkpoint, Counters, JobStatus};
 use crate::metrics::{JobSeries, Metrics};
 use crate::sink::{TxnError, TxnProducer};
@@ -346,6 +347,9 @@ impl Runner {
             };
             let read = started.elapsed();
             if let Some(th) = throttle.as_mut() {
+                if let Some(rate) = self.rate_share() {
+                    th.set_rate(rate, Instant::now());
+                }
                 loop {
                     let wait = th.wait_before(rows.len() as i64, Instant::now());
                     if wait.is_zero() {
@@ -371,6 +375,29 @@ impl Runner {
                 self.wait_between_batches(wait).await?;
             }
         }
+    }
+
+    /// For a part of a throttled split job: its share of the split job's rate now ([`split::rate_share`]),
+    /// from the checkpoints on the state topic; `None` for other jobs, or while the split job's checkpoint is
+    /// not known here (the part keeps the share it was planned with).
+    fn rate_share(&self) -> Option<f64> {
+        let parent = self
+            .ctx
+            .state
+            .checkpoint(self.cp.spec.parent_job_id.as_deref()?)?;
+        let total = parent.spec.max_events_per_second?;
+        let statuses: Vec<Option<JobStatus>> = parent
+            .parts
+            .iter()
+            .map(|id| {
+                if *id == self.cp.job_id {
+                    Some(JobStatus::Running)
+                } else {
+                    self.ctx.state.checkpoint(id).map(|cp| cp.status)
+                }
+            })
+            .collect();
+        Some(split::rate_share(total, &statuses))
     }
 
     /// The job's rows after its checkpoint's cursor.

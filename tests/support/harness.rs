@@ -46,6 +46,41 @@ pub struct InsertRow {
     pub sign: i8,
 }
 
+/// A row of `flexprice.events` (what Flexprice's consumer stored; `pending` mode looks ids up in it).
+#[derive(Debug, Clone, clickhouse::Row, Serialize)]
+pub struct InsertEvent {
+    pub id: String,
+    pub tenant_id: String,
+    pub external_customer_id: String,
+    pub environment_id: String,
+    pub event_name: String,
+    pub customer_id: Option<String>,
+    pub source: Option<String>,
+    /// UTC milliseconds.
+    pub timestamp: i64,
+    /// UTC milliseconds.
+    pub ingested_at: i64,
+    pub properties: String,
+}
+
+impl InsertEvent {
+    /// The event a raw row would become, stored at `timestamp_ms`.
+    pub fn of(row: &InsertRow, timestamp_ms: i64) -> InsertEvent {
+        InsertEvent {
+            id: row.id.clone(),
+            tenant_id: row.tenant_id.clone(),
+            external_customer_id: row.external_customer_id.clone(),
+            environment_id: row.environment_id.clone(),
+            event_name: row.event_name.clone(),
+            customer_id: None,
+            source: None,
+            timestamp: timestamp_ms,
+            ingested_at: timestamp_ms,
+            properties: "{}".into(),
+        }
+    }
+}
+
 impl InsertRow {
     /// The row as the source reads it back.
     pub fn to_raw(&self) -> raw_events_reprocessor::source::RawRow {
@@ -393,6 +428,15 @@ impl Env {
             child: Some(child),
             log_path,
         }
+    }
+
+    /// Inserts rows into this namespace's `events` table.
+    pub async fn insert_events(&self, rows: &[InsertEvent]) {
+        let mut insert = self.client().insert::<InsertEvent>("events").await.unwrap();
+        for r in rows {
+            insert.write(r).await.unwrap();
+        }
+        insert.end().await.unwrap();
     }
 
     pub async fn insert(&self, rows: &[InsertRow]) {
