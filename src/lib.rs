@@ -6,6 +6,7 @@ pub mod batch;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod control_client;
 pub mod daemon;
 pub mod job;
 pub mod kafka;
