@@ -2,6 +2,7 @@
 //!
 //! Data flows one way: command → job → source → transform → sink/checkpoint (see `README.md`).
 
+pub mod api;
 pub mod batch;
 pub mod cli;
 pub mod command;
