@@ -283,8 +283,10 @@ pub fn parse(
     }
 }
 
-/// Deserializes a JSON object's top level only to refuse a member name given twice.
-struct UniqueKeys;
+/// Deserializes a JSON object's top level only to refuse a member name given twice (`serde_json` would keep
+/// the last value silently). [`parse`] applies it to every command; the HTTP API to a request body before it
+/// adds members of its own. The error names the member.
+pub struct UniqueKeys;
 
 impl<'de> Deserialize<'de> for UniqueKeys {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

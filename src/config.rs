@@ -48,6 +48,8 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     pub processing: ProcessingConfig,
     pub observability: ObservabilityConfig,
+    /// The HTTP API (SPEC §11); off unless `api.address` is set.
+    pub api: ApiConfig,
     /// Where this configuration came from (set by [`Config::load`]; not a configuration key).
     #[serde(skip)]
     origin: Origin,
@@ -254,6 +256,7 @@ impl Default for Config {
             clickhouse: ClickHouseConfig::default(),
             processing: ProcessingConfig::default(),
             observability: ObservabilityConfig::default(),
+            api: ApiConfig::default(),
             origin: Origin::default(),
         }
     }
@@ -540,6 +543,123 @@ impl Default for ObservabilityConfig {
             metrics_address: "127.0.0.1:9464".into(),
         }
     }
+}
+
+/// The HTTP API (SPEC §11): `POST /events/raw/reprocess` and the job endpoints, served by the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// `IP:port` to listen on (e.g. `0.0.0.0:8080`); unset (the default): no API.
+    pub address: Option<String>,
+    /// Largest request body, bytes; a larger one is refused with 413.
+    pub max_body_bytes: usize,
+    /// How long `POST /events/raw/reprocess` waits for the daemon's verdict on the results topic before it
+    /// answers 202 with status `submitted`, seconds.
+    pub verdict_timeout_secs: u64,
+    /// The API keys, each scoped to one tenant.
+    pub keys: Vec<ApiKeyConfig>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            address: None,
+            max_body_bytes: 64 * 1024,
+            verdict_timeout_secs: 10,
+            keys: Vec::new(),
+        }
+    }
+}
+
+impl ApiConfig {
+    /// `verdict_timeout_secs`.
+    pub fn verdict_timeout(&self) -> Duration {
+        Duration::from_secs(self.verdict_timeout_secs)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(address) = &self.address
+            && address.parse::<SocketAddr>().is_err()
+        {
+            return Err(invalid(
+                "api.address",
+                format!("{address:?}"),
+                "must be an IP address and port, e.g. 0.0.0.0:8080",
+            ));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(invalid(
+                "api.max_body_bytes",
+                self.max_body_bytes,
+                "must be at least 1024",
+            ));
+        }
+        if self.verdict_timeout_secs == 0 {
+            return Err(invalid("api.verdict_timeout_secs", 0, "must be at least 1"));
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut digests = std::collections::HashSet::new();
+        for (i, k) in self.keys.iter().enumerate() {
+            let key = |field: &str| format!("api.keys[{i}].{field} (key {:?})", k.name);
+            if k.name.trim().is_empty() {
+                return Err(invalid(
+                    format!("api.keys[{i}].name"),
+                    format!("{:?}", k.name),
+                    "must not be empty: it names the key in logs",
+                ));
+            }
+            if !names.insert(k.name.as_str()) {
+                return Err(invalid(
+                    key("name"),
+                    format!("{:?}", k.name),
+                    "used by two keys; each key needs its own name",
+                ));
+            }
+            if k.sha256.len() != 64 || !k.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    key("sha256"),
+                    REDACTED,
+                    "must be the key's SHA-256 as 64 hex digits (`printf %s KEY | sha256sum`), not the key itself",
+                ));
+            }
+            if !digests.insert(k.sha256.to_ascii_lowercase()) {
+                return Err(invalid(
+                    key("sha256"),
+                    REDACTED,
+                    "the same key is configured twice; give each key its own name and hash",
+                ));
+            }
+            if k.tenant_id.trim().is_empty() {
+                return Err(invalid(key("tenant_id"), "\"\"", "must not be empty"));
+            }
+            let wildcard = k.environments.iter().any(|e| e == "*");
+            if k.environments.is_empty()
+                || k.environments.iter().any(|e| e.trim().is_empty())
+                || (wildcard && k.environments.len() > 1)
+            {
+                return Err(invalid(
+                    key("environments"),
+                    format!("{:?}", k.environments),
+                    "must be a non-empty list of environment ids, or [\"*\"] for every environment",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One API key (`[[api.keys]]`): only its SHA-256 is configured, never the key itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Names the key in logs and errors (never the key).
+    pub name: String,
+    /// Hex SHA-256 of the key (`printf %s KEY | sha256sum`); redacted when configuration is printed.
+    pub sha256: String,
+    /// The tenant every request with this key acts for.
+    pub tenant_id: String,
+    /// The environments the key may use, or `["*"]` for every environment of the tenant.
+    pub environments: Vec<String>,
 }
 
 /// A configuration that cannot be used: names the key, the value and the reason.
@@ -919,7 +1039,7 @@ impl Config {
                 "not a log filter (e.g. info, debug, raw_events_reprocessor=debug)",
             ));
         }
-        Ok(())
+        self.api.validate()
     }
 
     /// A copy with every secret replaced by [`REDACTED`].
@@ -933,6 +1053,9 @@ impl Config {
             if is_secret_property(name) {
                 *value = REDACTED.into();
             }
+        }
+        for key in c.api.keys.iter_mut() {
+            key.sha256 = REDACTED.into();
         }
         c
     }
@@ -1354,6 +1477,107 @@ mod tests {
         ] {
             Config::load_from(None, env(&[("REPROCESSOR_OBSERVABILITY__LOG_LEVEL", good)]))
                 .unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+    }
+
+    const SHA: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+
+    #[test]
+    fn api_is_off_by_default_and_keys_are_read_and_redacted() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(c.api.address, None);
+        assert!(c.api.keys.is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[api]\naddress = \"127.0.0.1:8080\"\n[[api.keys]]\nname = \"team-a\"\nsha256 = \"{SHA}\"\n\
+                 tenant_id = \"t1\"\nenvironments = [\"*\"]\n"
+            ),
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Some(&file),
+            env(&[("REPROCESSOR_API__VERDICT_TIMEOUT_SECS", "3")]),
+        )
+        .unwrap();
+        assert_eq!(c.api.address.as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(c.api.verdict_timeout(), Duration::from_secs(3));
+        assert_eq!(c.api.keys[0].tenant_id, "t1");
+        let printed = c.redacted_toml();
+        assert!(
+            !printed.contains(SHA) && printed.contains("team-a"),
+            "{printed}"
+        );
+        // Keys from the environment, as an inline TOML array of tables (e.g. for compose).
+        let c = Config::load_from(
+            None,
+            env(&[(
+                "REPROCESSOR_API__KEYS",
+                &format!(
+                    "[{{name=\"k\",sha256=\"{SHA}\",tenant_id=\"t\",environments=[\"e1\",\"e2\"]}}]"
+                ),
+            )]),
+        )
+        .unwrap();
+        assert_eq!(c.api.keys[0].environments, ["e1", "e2"]);
+    }
+
+    #[test]
+    fn bad_api_settings_fail_naming_the_key() {
+        let key = |name: &str, sha: &str, tenant: &str, envs: &str| {
+            format!(
+                "[[api.keys]]\nname = {name:?}\nsha256 = {sha:?}\ntenant_id = {tenant:?}\nenvironments = {envs}\n"
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        let cases = [
+            (
+                "[api]\naddress = \"localhost\"\n".to_string(),
+                "api.address",
+            ),
+            (
+                "[api]\nmax_body_bytes = 10\n".to_string(),
+                "api.max_body_bytes",
+            ),
+            (
+                key("a", "the-key-itself", "t", "[\"*\"]"),
+                "api.keys[0].sha256 (key \"a\")",
+            ),
+            (
+                key("a", SHA, " ", "[\"*\"]"),
+                "api.keys[0].tenant_id (key \"a\")",
+            ),
+            (
+                key("a", SHA, "t", "[]"),
+                "api.keys[0].environments (key \"a\")",
+            ),
+            (
+                key("a", SHA, "t", "[\"*\", \"e1\"]"),
+                "api.keys[0].environments",
+            ),
+            (key("", SHA, "t", "[\"*\"]"), "api.keys[0].name"),
+            (
+                key("a", SHA, "t", "[\"e\"]") + &key("b", &SHA.to_uppercase(), "u", "[\"e\"]"),
+                "api.keys[1].sha256 (key \"b\")",
+            ),
+            (
+                key("a", SHA, "t", "[\"e\"]") + &key("a", &SHA.replace('2', "3"), "u", "[\"e\"]"),
+                "api.keys[1].name",
+            ),
+        ];
+        for (toml, needle) in cases {
+            std::fs::write(&file, &toml).unwrap();
+            let err = Config::load_from(Some(&file), env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{toml}: {err}");
+            assert!(
+                !err.contains("the-key-itself"),
+                "a key is never shown: {err}"
+            );
         }
     }
 

@@ -2,10 +2,12 @@
 //!
 //! Data flows one way: command → job → source → transform → sink/checkpoint (see `README.md`).
 
+pub mod api;
 pub mod batch;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod control_client;
 pub mod daemon;
 pub mod job;
 pub mod kafka;

@@ -697,3 +697,46 @@ fn metric_names_are_found_in_expressions() {
         ]
     );
 }
+
+/// The compose daemon serves the HTTP API on a published port with an example key for the demo's tenant; the
+/// settings load as configuration, and the configured hash is the SHA-256 of the key the comment and the
+/// README use.
+#[test]
+fn compose_serves_the_api_with_an_example_key() {
+    use sha2::Digest;
+    let compose = read("docker/compose.yaml");
+    let reprocessor = service(&compose, "reprocessor");
+    let vars: Vec<(String, String)> = ["REPROCESSOR_API__ADDRESS", "REPROCESSOR_API__KEYS"]
+        .iter()
+        .map(|k| {
+            let value = env_value(&reprocessor, k).trim_matches('\'');
+            (k.to_string(), value.to_string())
+        })
+        .collect();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+    let config = Config::load_from(Some(&file), vars).expect("compose's API settings load");
+    let address = config.api.address.as_deref().expect("api.address is set");
+    assert!(address.starts_with("0.0.0.0:"), "{address}");
+    let port = port_of(address);
+    assert!(
+        published(&reprocessor)
+            .iter()
+            .any(|(_, host, container)| *host == port && *container == port),
+        "reprocessor must publish the API port {port}"
+    );
+    let key = "demo-api-key-change-me";
+    let [example] = config.api.keys.as_slice() else {
+        panic!("one example key: {:?}", config.api.keys);
+    };
+    assert_eq!(example.sha256, hex::encode(sha2::Sha256::digest(key)));
+    assert_eq!(
+        (example.tenant_id.as_str(), example.environments.as_slice()),
+        ("demo_tenant", ["demo_env".to_string()].as_slice()),
+        "the demo's tenant (scripts/demo.sh)"
+    );
+    assert!(compose.contains(&format!("x-api-key: {key}")));
+    assert!(
+        read("README.md").contains(key),
+        "README shows the example key"
+    );
+}

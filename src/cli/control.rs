@@ -4,12 +4,10 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use super::error::{CliError, CliResult, Exit};
 use super::kafka::{Sent, load_state, produce_command, wait_for_result};
-use super::{block_on, command_origin, limits, print_json};
-use crate::command::{self, ControlAction, format_ms, now_ms};
+use super::{block_on, print_json};
+use crate::command::{ControlAction, format_ms, now_ms};
 use crate::config::Config;
 use crate::job::lifecycle::control_problem;
 use crate::job::{ResultRecord, ResultStatus};
@@ -37,11 +35,8 @@ pub fn control_command(
     action: ControlAction,
     job_id: &str,
 ) -> Result<Vec<u8>, CliError> {
-    let bytes =
-        serde_json::to_vec(&json!({"type": action.as_str(), "job_id": job_id})).expect("JSON");
-    command::parse(&bytes, &command_origin(cfg), limits(cfg), now_ms())
-        .map_err(|e| CliError::Refused(format!("the command would be rejected: {}", e.reason)))?;
-    Ok(bytes)
+    crate::control_client::control_command(cfg, action, job_id)
+        .map_err(|e| CliError::Refused(format!("the command would be rejected: {}", e.reason)))
 }
 
 /// Refuses `action` when the daemon would reject it, by the job's checkpoint and pending requests.
@@ -125,6 +120,7 @@ fn report(sent: &Sent, answer: Option<(ResultRecord, serde_json::Value)>, json: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn control_commands_are_validated_like_the_daemon_does() {

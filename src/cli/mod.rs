@@ -30,8 +30,7 @@ use clap::CommandFactory;
 pub use args::{Args, Cmd, GlobalOpts};
 pub use error::{CliError, CliResult, Exit};
 
-use crate::command::{CommandOrigin, ControlAction, Limits};
-use crate::config::Config;
+use crate::command::ControlAction;
 
 /// Runs one subcommand other than `run` (the binary starts the daemon itself), loading the effective
 /// configuration ([`GlobalOpts::config`]) for those that use one ([`Cmd::uses_config`]).
@@ -98,21 +97,4 @@ pub fn print_json(v: &impl serde::Serialize) -> std::io::Result<()> {
     serde_json::to_writer(&mut out, v)?;
     out.write_all(b"\n")?;
     out.flush()
-}
-
-/// The limits commands are validated against, from the configuration.
-fn limits(cfg: &Config) -> Limits {
-    Limits {
-        default_batch_size: cfg.processing.default_batch_size,
-        max_batch_size: cfg.processing.max_batch_size,
-    }
-}
-
-/// The origin a command validated before sending is given (it has no partition and offset yet).
-fn command_origin(cfg: &Config) -> CommandOrigin {
-    CommandOrigin {
-        topic: cfg.topics.commands.name.clone(),
-        partition: -1,
-        offset: -1,
-    }
 }

@@ -10,9 +10,9 @@ use serde_json::{Map, Value, json};
 use super::error::{CliError, CliResult, Exit};
 use super::kafka::{produce_command, wait_for_result};
 use super::watch::{self, WatchArgs};
-use super::{block_on, command_origin, limits, print_json, render};
-use crate::command::{self, now_ms};
-use crate::config::{Config, is_id_char};
+use super::{block_on, print_json, render};
+use crate::config::Config;
+use crate::control_client::generate_job_id;
 use crate::job::{ResultRecord, ResultStatus};
 
 /// How long `submit --watch` waits for the daemon's `accepted`, `rejected` or `duplicate`.
@@ -72,23 +72,6 @@ pub struct SubmitArgs {
     pub json: bool,
 }
 
-/// A job id for a submission that names none: `<tenant>-<UTC yyyymmddThhmmssZ>-<6 hex>`, the tenant part
-/// reduced to `[A-Za-z0-9._-]` and at most 100 characters.
-pub fn generate_job_id(tenant: &str) -> String {
-    let t: String = tenant
-        .chars()
-        .map(|c| if is_id_char(c) { c } else { '_' })
-        .take(100)
-        .collect();
-    let stamp = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .expect("a UTC time formats");
-    let r: u32 = rand::random::<u32>() & 0xff_ffff;
-    format!("{t}-{stamp}-{r:06x}")
-}
-
 /// The command JSON of a submission (job id filled in), validated with the daemon's own rules
 /// ([`command::parse`] with the configured limits). Errors name the field and the problem.
 pub fn build_command(cfg: &Config, a: &SubmitArgs) -> anyhow::Result<(String, Vec<u8>)> {
@@ -132,7 +115,7 @@ pub fn build_command(cfg: &Config, a: &SubmitArgs) -> anyhow::Result<(String, Ve
         }
     }
     let bytes = serde_json::to_vec(&Value::Object(m)).expect("JSON serializes");
-    command::parse(&bytes, &command_origin(cfg), limits(cfg), now_ms())
+    crate::control_client::validate(cfg, &bytes)
         .map_err(|e| anyhow::anyhow!("the command would be rejected: {}", e.reason))?;
     Ok((job_id, bytes))
 }
@@ -192,7 +175,6 @@ fn refused_by_daemon(r: &ResultRecord, raw: &Value, json: bool, exit: Exit) -> C
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::kafka::Sent;
 
     fn args() -> SubmitArgs {
         SubmitArgs {
@@ -201,17 +183,6 @@ mod tests {
             start: "2024-01-01T00:00:00Z".into(),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn generated_job_ids_are_valid_and_distinct() {
-        let a = generate_job_id("tenant/with space");
-        let b = generate_job_id("tenant/with space");
-        assert_ne!(a, b);
-        assert!(a.starts_with("tenant_with_space-20"), "{a}");
-        assert_eq!(a.len(), "tenant_with_space-".len() + 16 + 7, "{a}");
-        assert!(a.chars().all(is_id_char) && a.len() <= 128, "{a}");
-        assert!(generate_job_id(&"x".repeat(500)).len() <= 128);
     }
 
     #[test]
@@ -264,21 +235,5 @@ mod tests {
             let e = build_command(&cfg, &a).unwrap_err().to_string();
             assert!(e.contains(needle), "{e} lacks {needle}");
         }
-    }
-
-    #[test]
-    fn the_sent_line_names_the_command_and_its_coordinates() {
-        let s = Sent {
-            job_id: "j".into(),
-            command: "reprocess",
-            topic: "c".into(),
-            partition: 2,
-            offset: 41,
-        };
-        let v = serde_json::to_value(&s).unwrap();
-        assert_eq!(
-            v,
-            json!({"job_id": "j", "command": "reprocess", "topic": "c", "partition": 2, "offset": 41})
-        );
     }
 }

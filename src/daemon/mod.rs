@@ -138,8 +138,8 @@ pub async fn shutdown_signal() {
 }
 
 impl Daemon {
-    /// Serves `/metrics`, makes sure the topics exist, connects to ClickHouse, loads the state topic and
-    /// subscribes to the control topic.
+    /// Serves `/metrics`, makes sure the topics exist, connects to ClickHouse, loads the state topic,
+    /// subscribes to the control topic and starts the HTTP API.
     async fn start(
         cfg: Config,
     ) -> anyhow::Result<(
@@ -209,6 +209,14 @@ impl Daemon {
             instance,
         });
         let shutdown = CancellationToken::new();
+        // The HTTP API (when `api.address` is set) reads the state table loaded above.
+        crate::api::serve(
+            cfg.clone(),
+            ctx.state.clone(),
+            ctx.records.clone(),
+            shutdown.clone(),
+        )
+        .await?;
         let daemon = Daemon {
             cfg: cfg.clone(),
             control: Control::new(ctx.clone()),
