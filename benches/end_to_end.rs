@@ -14,7 +14,9 @@
 //! about 700 bytes over two days and 500 customers.
 //!
 //! Run: `cargo bench --bench end_to_end` (`E2E_BENCH_JOBS=400000x1000,400000x5000,...` changes the jobs:
-//! rows × batch size).
+//! rows × batch size, optionally `pN` for a split job of `parallelism` N and `iM` for M daemon instances of
+//! one group, e.g. `1000000x5000p4i2`; CPU is then summed over the instances and the peak RSS is the
+//! largest).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -152,9 +154,9 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(14) + ticks(15)) / 100.0
 }
 
-/// Rows ClickHouse read for the daemon's stream queries (from its DEBUG log), and the rows they returned:
+/// Rows ClickHouse read for the daemons' stream queries (from their DEBUG logs), and the rows they returned:
 /// each query is run again with `FORMAT JSON`.
-async fn rows_read(env: &Env, daemon: &DaemonProcess) -> (u64, u64) {
+async fn rows_read(env: &Env, daemons: &[DaemonProcess]) -> (u64, u64) {
     let cfg = ClickHouseConfig {
         url: env.clickhouse.clone(),
         database: env.database.clone(),
@@ -162,7 +164,8 @@ async fn rows_read(env: &Env, daemon: &DaemonProcess) -> (u64, u64) {
     };
     let src = Source::connect(&cfg).await.expect("connect to ClickHouse");
     let (mut read, mut returned) = (0, 0);
-    for line in daemon.log().lines() {
+    let logs: Vec<String> = daemons.iter().map(DaemonProcess::log).collect();
+    for line in logs.iter().flat_map(|l| l.lines()) {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
@@ -190,11 +193,43 @@ struct Run {
     peak_rss_kib: u64,
 }
 
-async fn run_job(rows: u64, batch: u32) -> Run {
-    let mut env = Env::new(&format!("bench_{rows}_{batch}")).await;
+/// One benchmark job: rows, batch size, parallelism, daemon instances.
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    rows: u64,
+    batch: u32,
+    parallelism: u32,
+    instances: usize,
+}
+
+impl Job {
+    /// `ROWSxBATCH[pN][iM]`.
+    fn parse(text: &str) -> Job {
+        let bad = || panic!("E2E_BENCH_JOBS: ROWSxBATCH[pN][iM],… (got {text:?})");
+        let (rows, rest) = text.trim().split_once('x').unwrap_or_else(bad);
+        let (rest, instances) = rest.split_once('i').unwrap_or((rest, "1"));
+        let (batch, parallelism) = rest.split_once('p').unwrap_or((rest, "1"));
+        Job {
+            rows: rows.parse().unwrap_or_else(|_| bad()),
+            batch: batch.parse().unwrap_or_else(|_| bad()),
+            parallelism: parallelism.parse().unwrap_or_else(|_| bad()),
+            instances: instances.parse().unwrap_or_else(|_| bad()),
+        }
+    }
+}
+
+async fn run_job(spec: Job) -> Run {
+    let Job {
+        rows,
+        batch,
+        parallelism,
+        instances,
+    } = spec;
+    let mut env = Env::new(&format!("bench_{rows}_{batch}_{parallelism}_{instances}")).await;
     env.extra_env.push((
         "REPROCESSOR_OBSERVABILITY__LOG_LEVEL".into(),
-        "warn,raw_events_reprocessor::source::stream=debug".into(),
+        "warn,raw_events_reprocessor::source::stream=debug,raw_events_reprocessor::daemon=info"
+            .into(),
     ));
     env.extra_env.push((
         "REPROCESSOR_PROCESSING__PROGRESS_INTERVAL_SECS".into(),
@@ -202,16 +237,26 @@ async fn run_job(rows: u64, batch: u32) -> Run {
     ));
     let tenant = "t_bench";
     generate(&env, tenant, rows).await;
-    let daemon = env.start_daemon();
+    let mut daemons = vec![env.start_instance("i0")];
     env.wait_topics(Duration::from_secs(60));
+    for k in 1..instances {
+        daemons.push(env.start_instance(&format!("i{k}")));
+    }
+    // Every instance holds control partitions before the command (or its parts) arrive.
+    for d in &daemons {
+        d.wait_log("control partitions assigned", Duration::from_secs(60));
+    }
     std::thread::sleep(Duration::from_secs(2));
-    let pid = daemon.pid().expect("daemon running");
-    let cpu_before = cpu_seconds(pid);
-    let job = format!("bench-{rows}-{batch}");
+    let pids: Vec<u32> = daemons
+        .iter()
+        .map(|d| d.pid().expect("daemon running"))
+        .collect();
+    let cpu_before: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+    let job = format!("bench-{rows}-{batch}-{parallelism}-{instances}");
     env.submit(
         &job,
         &format!(
-            r#"{{"type":"reprocess","job_id":"{job}","tenant_id":"{tenant}","environment_id":"e1","start_date":"{}","end_date":"{}","batch_size":{batch}}}"#,
+            r#"{{"type":"reprocess","job_id":"{job}","tenant_id":"{tenant}","environment_id":"e1","start_date":"{}","end_date":"{}","batch_size":{batch},"parallelism":{parallelism}}}"#,
             rfc3339(T0),
             rfc3339(T0 + 2 * DAY)
         ),
@@ -219,8 +264,12 @@ async fn run_job(rows: u64, batch: u32) -> Run {
     .await;
     let fin = env.wait_final(&job, Duration::from_secs(3600));
     assert_eq!(fin["status"], "completed", "{fin}");
-    let cpu = cpu_seconds(pid) - cpu_before;
-    let peak = daemon.peak_rss_kib().unwrap_or(0);
+    let cpu = pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - cpu_before;
+    let peak = daemons
+        .iter()
+        .filter_map(DaemonProcess::peak_rss_kib)
+        .max()
+        .unwrap_or(0);
     let parse = |k: &str| {
         time::OffsetDateTime::parse(
             fin[k].as_str().unwrap(),
@@ -230,7 +279,7 @@ async fn run_job(rows: u64, batch: u32) -> Run {
     };
     let seconds = (parse("completed_at") - parse("started_at")).as_seconds_f64();
     let published = fin["total_events_published"].as_i64().unwrap();
-    let (read, _) = rows_read(&env, &daemon).await;
+    let (read, _) = rows_read(&env, &daemons).await;
     Run {
         rows: fin["total_events_found"].as_i64().unwrap(),
         seconds,
@@ -241,32 +290,28 @@ async fn run_job(rows: u64, batch: u32) -> Run {
 }
 
 fn main() {
-    let jobs: Vec<(u64, u32)> = std::env::var("E2E_BENCH_JOBS")
+    let jobs: Vec<Job> = std::env::var("E2E_BENCH_JOBS")
         .unwrap_or_else(|_| "400000x1000,400000x5000,200000x10000,1000000x10000".into())
         .split(',')
-        .map(|j| {
-            let (rows, batch) = j
-                .trim()
-                .split_once('x')
-                .expect("E2E_BENCH_JOBS: ROWSxBATCH,…");
-            (rows.parse().expect("rows"), batch.parse().expect("batch"))
-        })
+        .map(Job::parse)
         .collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let classpath = kafka_tools_classpath();
     println!(
         "end-to-end replay (daemon in release build, local Kafka 4.4 + ClickHouse engine, 2 shared cores)"
     );
-    for (rows, batch) in jobs {
-        let env = rt.block_on(Env::new(&format!("ceiling_{rows}_{batch}")));
-        let ceiling = rt.block_on(ceiling(&env, &classpath, rows.min(400_000)));
-        let r = rt.block_on(run_job(rows, batch));
+    for job in jobs {
+        let env = rt.block_on(Env::new(&format!("ceiling_{}_{}", job.rows, job.batch)));
+        let ceiling = rt.block_on(ceiling(&env, &classpath, job.rows.min(400_000)));
+        let r = rt.block_on(run_job(job));
         let rate = r.rows as f64 / r.seconds.max(0.001);
         println!(
-            "job of {:>9} rows, batch {:>5}: {:>8.0} events/s ({:.1} s) = {:.2} of the ceiling ({:.0} records/s); \
+            "job of {:>9} rows, batch {:>5}, parallelism {}, {} instance(s): {:>8.0} events/s ({:.1} s) = {:.2} of the ceiling ({:.0} records/s); \
              daemon CPU {:.2} µs/event; {:.2} rows read per row published; peak RSS {:.1} MiB",
             r.rows,
-            batch,
+            job.batch,
+            job.parallelism,
+            job.instances,
             rate,
             r.seconds,
             rate / ceiling,
