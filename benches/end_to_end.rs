@@ -205,15 +205,15 @@ struct Job {
 impl Job {
     /// `ROWSxBATCH[pN][iM]`.
     fn parse(text: &str) -> Job {
-        let bad = || panic!("E2E_BENCH_JOBS: ROWSxBATCH[pN][iM],… (got {text:?})");
-        let (rows, rest) = text.trim().split_once('x').unwrap_or_else(bad);
+        let usage = format!("E2E_BENCH_JOBS: ROWSxBATCH[pN][iM],… (got {text:?})");
+        let (rows, rest) = text.trim().split_once('x').expect(&usage);
         let (rest, instances) = rest.split_once('i').unwrap_or((rest, "1"));
         let (batch, parallelism) = rest.split_once('p').unwrap_or((rest, "1"));
         Job {
-            rows: rows.parse().unwrap_or_else(|_| bad()),
-            batch: batch.parse().unwrap_or_else(|_| bad()),
-            parallelism: parallelism.parse().unwrap_or_else(|_| bad()),
-            instances: instances.parse().unwrap_or_else(|_| bad()),
+            rows: rows.parse().expect(&usage),
+            batch: batch.parse().expect(&usage),
+            parallelism: parallelism.parse().expect(&usage),
+            instances: instances.parse().expect(&usage),
         }
     }
 }
