@@ -683,6 +683,229 @@ fn invalid(key: impl Into<String>, value: impl std::fmt::Display, reason: &str) 
     }
 }
 
+/// `Ok` when `ok`, else [`ConfigError::Invalid`] for `key` with `value` and `reason`.
+fn require(
+    ok: bool,
+    key: impl Into<String>,
+    value: impl std::fmt::Display,
+    reason: &str,
+) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(key, value, reason))
+    }
+}
+
+/// Whether `s` is non-empty and of `[A-Za-z0-9._-]` (topic names, transactional ids, group instance ids).
+fn is_id(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(is_id_char)
+}
+
+impl KafkaConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let empty = "must not be empty";
+        require(
+            !self.bootstrap_servers.trim().is_empty(),
+            "kafka.bootstrap_servers",
+            "\"\"",
+            empty,
+        )?;
+        require(
+            !self.consumer_group.trim().is_empty(),
+            "kafka.consumer_group",
+            "\"\"",
+            empty,
+        )?;
+        let prefix = &self.transactional_id_prefix;
+        require(
+            is_id(prefix),
+            "kafka.transactional_id_prefix",
+            format!("{prefix:?}"),
+            "must be non-empty and use only [A-Za-z0-9._-]",
+        )?;
+        require(
+            self.transaction_timeout_ms >= 1000,
+            "kafka.transaction_timeout_ms",
+            self.transaction_timeout_ms,
+            "must be at least 1000",
+        )?;
+        require(
+            self.operation_timeout_ms >= 100,
+            "kafka.operation_timeout_ms",
+            self.operation_timeout_ms,
+            "must be at least 100",
+        )?;
+        require(
+            (6_000..=300_000).contains(&self.session_timeout_ms),
+            "kafka.session_timeout_ms",
+            self.session_timeout_ms,
+            "must be between 6000 and 300000 (the broker's group session limits)",
+        )?;
+        match &self.group_instance_id {
+            Some(id) => require(
+                is_id(id),
+                "kafka.group_instance_id",
+                format!("{id:?}"),
+                "must be non-empty and use only [A-Za-z0-9._-]",
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+impl TopicsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        for (key, topic) in self.all() {
+            let name = format!("{:?}", topic.name);
+            require(
+                is_id(&topic.name) && topic.name.len() <= 249,
+                format!("topics.{key}.name"),
+                &name,
+                "a topic name is 1 to 249 characters of [A-Za-z0-9._-]",
+            )?;
+            require(
+                names.insert(topic.name.as_str()),
+                format!("topics.{key}.name"),
+                &name,
+                "used by two topics; each topic needs its own name",
+            )?;
+            require(
+                topic.partitions >= 1,
+                format!("topics.{key}.partitions"),
+                topic.partitions,
+                "must be at least 1",
+            )?;
+            require(
+                topic.replication_factor >= 1,
+                format!("topics.{key}.replication_factor"),
+                topic.replication_factor,
+                "must be at least 1",
+            )?;
+            require(
+                topic.retention_ms == -1 || topic.retention_ms > 0,
+                format!("topics.{key}.retention_ms"),
+                topic.retention_ms,
+                "must be -1 (forever) or a positive number of milliseconds",
+            )?;
+            require(
+                topic.max_message_bytes >= 1024,
+                format!("topics.{key}.max_message_bytes"),
+                topic.max_message_bytes,
+                "must be at least 1024",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl ClickHouseConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let shown = format!("{:?}", self.url);
+        let url = url::Url::parse(&self.url)
+            .map_err(|e| invalid("clickhouse.url", &shown, &format!("not a URL: {e}")))?;
+        require(
+            url.scheme() == "http" || url.scheme() == "https",
+            "clickhouse.url",
+            &shown,
+            "scheme must be http or https",
+        )?;
+        for (key, value) in [
+            ("clickhouse.database", &self.database),
+            ("clickhouse.table", &self.table),
+            ("clickhouse.events_table", &self.events_table),
+        ] {
+            require(
+                !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                key,
+                format!("{value:?}"),
+                "must be a plain identifier of [A-Za-z0-9_]",
+            )?;
+        }
+        if let Some(path) = &self.ca_file {
+            let shown = format!("{:?}", path.display().to_string());
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    "clickhouse.ca_file",
+                    &shown,
+                    &format!("cannot read the file: {e}"),
+                )
+            })?;
+            require(
+                text.contains("-----BEGIN CERTIFICATE-----"),
+                "clickhouse.ca_file",
+                &shown,
+                "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            )?;
+        }
+        require(
+            self.request_timeout_secs >= 1,
+            "clickhouse.request_timeout_secs",
+            self.request_timeout_secs,
+            "must be at least 1",
+        )?;
+        require(
+            self.max_rows_per_query >= 1,
+            "clickhouse.max_rows_per_query",
+            self.max_rows_per_query,
+            "must be at least 1",
+        )
+    }
+}
+
+impl ProcessingConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        require(
+            (1..=1_000_000).contains(&self.max_batch_size),
+            "processing.max_batch_size",
+            self.max_batch_size,
+            "must be between 1 and 1000000",
+        )?;
+        require(
+            (1..=self.max_batch_size).contains(&self.default_batch_size),
+            "processing.default_batch_size",
+            self.default_batch_size,
+            "must be between 1 and processing.max_batch_size",
+        )?;
+        require(
+            self.concurrency >= 1,
+            "processing.concurrency",
+            self.concurrency,
+            "must be at least 1",
+        )?;
+        require(
+            self.progress_interval_secs >= 1,
+            "processing.progress_interval_secs",
+            self.progress_interval_secs,
+            "must be at least 1",
+        )?;
+        require(
+            self.dlq_max_payload_bytes >= 256,
+            "processing.dlq_max_payload_bytes",
+            self.dlq_max_payload_bytes,
+            "must be at least 256",
+        )
+    }
+}
+
+impl ObservabilityConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        require(
+            self.metrics_address.parse::<SocketAddr>().is_ok(),
+            "observability.metrics_address",
+            format!("{:?}", self.metrics_address),
+            "must be an IP address and port, e.g. 127.0.0.1:9464",
+        )?;
+        require(
+            valid_log_filter(&self.log_level),
+            "observability.log_level",
+            format!("{:?}", self.log_level),
+            "not a log filter (e.g. info, debug, raw_events_reprocessor=debug)",
+        )
+    }
+}
+
 /// Name fragments of librdkafka properties that hold secrets.
 const SECRET_MARKERS: [&str; 5] = ["password", "secret", "key", "token", "jaas"];
 
@@ -833,212 +1056,13 @@ impl Config {
     }
 
     /// Checks every value that types alone cannot: non-empty names, positive sizes, parseable URL and address.
+    /// Errors: [`ConfigError::Invalid`] naming the first bad key, its value and the rule.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.kafka.bootstrap_servers.trim().is_empty() {
-            return Err(invalid(
-                "kafka.bootstrap_servers",
-                "\"\"",
-                "must not be empty",
-            ));
-        }
-        if self.kafka.consumer_group.trim().is_empty() {
-            return Err(invalid("kafka.consumer_group", "\"\"", "must not be empty"));
-        }
-        let prefix = &self.kafka.transactional_id_prefix;
-        if prefix.is_empty() || !prefix.chars().all(is_id_char) {
-            return Err(invalid(
-                "kafka.transactional_id_prefix",
-                format!("{prefix:?}"),
-                "must be non-empty and use only [A-Za-z0-9._-]",
-            ));
-        }
-        if self.kafka.transaction_timeout_ms < 1000 {
-            return Err(invalid(
-                "kafka.transaction_timeout_ms",
-                self.kafka.transaction_timeout_ms,
-                "must be at least 1000",
-            ));
-        }
-        if self.kafka.operation_timeout_ms < 100 {
-            return Err(invalid(
-                "kafka.operation_timeout_ms",
-                self.kafka.operation_timeout_ms,
-                "must be at least 100",
-            ));
-        }
-        if !(6_000..=300_000).contains(&self.kafka.session_timeout_ms) {
-            return Err(invalid(
-                "kafka.session_timeout_ms",
-                self.kafka.session_timeout_ms,
-                "must be between 6000 and 300000 (the broker's group session limits)",
-            ));
-        }
-        if let Some(id) = &self.kafka.group_instance_id
-            && (id.is_empty() || !id.chars().all(is_id_char))
-        {
-            return Err(invalid(
-                "kafka.group_instance_id",
-                format!("{id:?}"),
-                "must be non-empty and use only [A-Za-z0-9._-]",
-            ));
-        }
-        let mut names = std::collections::HashSet::new();
-        for (key, topic) in self.topics.all() {
-            if topic.name.is_empty()
-                || topic.name.len() > 249
-                || !topic.name.chars().all(is_id_char)
-            {
-                return Err(invalid(
-                    format!("topics.{key}.name"),
-                    format!("{:?}", topic.name),
-                    "a topic name is 1 to 249 characters of [A-Za-z0-9._-]",
-                ));
-            }
-            if !names.insert(topic.name.as_str()) {
-                return Err(invalid(
-                    format!("topics.{key}.name"),
-                    format!("{:?}", topic.name),
-                    "used by two topics; each topic needs its own name",
-                ));
-            }
-            if topic.partitions < 1 {
-                return Err(invalid(
-                    format!("topics.{key}.partitions"),
-                    topic.partitions,
-                    "must be at least 1",
-                ));
-            }
-            if topic.replication_factor < 1 {
-                return Err(invalid(
-                    format!("topics.{key}.replication_factor"),
-                    topic.replication_factor,
-                    "must be at least 1",
-                ));
-            }
-            if topic.retention_ms < -1 || topic.retention_ms == 0 {
-                return Err(invalid(
-                    format!("topics.{key}.retention_ms"),
-                    topic.retention_ms,
-                    "must be -1 (forever) or a positive number of milliseconds",
-                ));
-            }
-            if topic.max_message_bytes < 1024 {
-                return Err(invalid(
-                    format!("topics.{key}.max_message_bytes"),
-                    topic.max_message_bytes,
-                    "must be at least 1024",
-                ));
-            }
-        }
-        let url = url::Url::parse(&self.clickhouse.url).map_err(|e| {
-            invalid(
-                "clickhouse.url",
-                format!("{:?}", self.clickhouse.url),
-                &format!("not a URL: {e}"),
-            )
-        })?;
-        if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(invalid(
-                "clickhouse.url",
-                format!("{:?}", self.clickhouse.url),
-                "scheme must be http or https",
-            ));
-        }
-        for (key, value) in [
-            ("clickhouse.database", &self.clickhouse.database),
-            ("clickhouse.table", &self.clickhouse.table),
-            ("clickhouse.events_table", &self.clickhouse.events_table),
-        ] {
-            if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(invalid(
-                    key,
-                    format!("{value:?}"),
-                    "must be a plain identifier of [A-Za-z0-9_]",
-                ));
-            }
-        }
-        if let Some(path) = &self.clickhouse.ca_file {
-            let shown = format!("{:?}", path.display().to_string());
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                invalid(
-                    "clickhouse.ca_file",
-                    &shown,
-                    &format!("cannot read the file: {e}"),
-                )
-            })?;
-            if !text.contains("-----BEGIN CERTIFICATE-----") {
-                return Err(invalid(
-                    "clickhouse.ca_file",
-                    &shown,
-                    "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-                ));
-            }
-        }
-        if self.clickhouse.request_timeout_secs == 0 {
-            return Err(invalid(
-                "clickhouse.request_timeout_secs",
-                0,
-                "must be at least 1",
-            ));
-        }
-        if self.clickhouse.max_rows_per_query == 0 {
-            return Err(invalid(
-                "clickhouse.max_rows_per_query",
-                0,
-                "must be at least 1",
-            ));
-        }
-        let p = &self.processing;
-        if p.max_batch_size == 0 || p.max_batch_size > 1_000_000 {
-            return Err(invalid(
-                "processing.max_batch_size",
-                p.max_batch_size,
-                "must be between 1 and 1000000",
-            ));
-        }
-        if p.default_batch_size == 0 || p.default_batch_size > p.max_batch_size {
-            return Err(invalid(
-                "processing.default_batch_size",
-                p.default_batch_size,
-                "must be between 1 and processing.max_batch_size",
-            ));
-        }
-        if p.concurrency == 0 {
-            return Err(invalid("processing.concurrency", 0, "must be at least 1"));
-        }
-        if p.progress_interval_secs == 0 {
-            return Err(invalid(
-                "processing.progress_interval_secs",
-                0,
-                "must be at least 1",
-            ));
-        }
-        if p.dlq_max_payload_bytes < 256 {
-            return Err(invalid(
-                "processing.dlq_max_payload_bytes",
-                p.dlq_max_payload_bytes,
-                "must be at least 256",
-            ));
-        }
-        if self
-            .observability
-            .metrics_address
-            .parse::<SocketAddr>()
-            .is_err()
-        {
-            return Err(invalid(
-                "observability.metrics_address",
-                format!("{:?}", self.observability.metrics_address),
-                "must be an IP address and port, e.g. 127.0.0.1:9464",
-            ));
-        }
-        if !valid_log_filter(&self.observability.log_level) {
-            return Err(invalid(
-                "observability.log_level",
-                format!("{:?}", self.observability.log_level),
-                "not a log filter (e.g. info, debug, raw_events_reprocessor=debug)",
-            ));
-        }
+        self.kafka.validate()?;
+        self.topics.validate()?;
+        self.clickhouse.validate()?;
+        self.processing.validate()?;
+        self.observability.validate()?;
         self.api.validate()
     }
 

@@ -58,25 +58,12 @@ fn hold_state_partitions(env: &Env) -> ThreadedProducer<DefaultProducerContext> 
     foreign
 }
 
-/// The latest `progress` (or other) record of a job that carries counters.
 fn published_so_far(env: &Env, job: &str) -> i64 {
-    env.results(job)
-        .iter()
-        .filter_map(|v| v["total_events_published"].as_i64())
-        .max()
-        .unwrap_or(0)
+    env.counter_so_far(job, "total_events_published")
 }
 
 fn wait_published(env: &Env, job: &str, at_least: i64, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while published_so_far(env, job) < at_least {
-        assert!(
-            Instant::now() < deadline,
-            "job {job} did not publish {at_least} events within {timeout:?}: {:?}",
-            env.results(job).last()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    env.wait_counter(job, "total_events_published", at_least, timeout)
 }
 
 fn assert_completed_exactly(env: &Env, fin: &Value, rows: usize, expected: &[String]) {

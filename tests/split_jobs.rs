@@ -43,24 +43,8 @@ fn parts_of(env: &Env, job: &str, timeout: Duration) -> Vec<String> {
     }
 }
 
-fn found_so_far(env: &Env, job: &str) -> i64 {
-    env.results(job)
-        .iter()
-        .filter_map(|v| v["total_events_found"].as_i64())
-        .max()
-        .unwrap_or(0)
-}
-
 fn wait_found(env: &Env, job: &str, at_least: i64, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while found_so_far(env, job) < at_least {
-        assert!(
-            Instant::now() < deadline,
-            "job {job} found no {at_least} rows within {timeout:?}: {:?}",
-            env.results(job).last()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    env.wait_counter(job, "total_events_found", at_least, timeout)
 }
 
 const COUNTERS: [&str; 6] = [

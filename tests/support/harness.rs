@@ -538,6 +538,29 @@ impl Env {
         }
     }
 
+    /// The largest value of `counter` (e.g. `total_events_published`) in the job's result records so far (0
+    /// before any).
+    pub fn counter_so_far(&self, job_id: &str, counter: &str) -> i64 {
+        self.results(job_id)
+            .iter()
+            .filter_map(|v| v[counter].as_i64())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Waits until the job's results report `counter` at `at_least` or more.
+    pub fn wait_counter(&self, job_id: &str, counter: &str, at_least: i64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.counter_so_far(job_id, counter) < at_least {
+            assert!(
+                Instant::now() < deadline,
+                "job {job_id}: {counter} did not reach {at_least} within {timeout:?}: {:?}",
+                self.results(job_id).last()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Waits for the job's final result (`completed`, `failed`, `cancelled`, `rejected`).
     pub fn wait_final(&self, job_id: &str, timeout: Duration) -> Value {
         self.wait_status(
