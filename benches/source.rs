@@ -56,30 +56,7 @@ async fn main() {
         panic!("ClickHouse not reachable at {url} ({e}) — run scripts/services.sh up");
     }
     let db = "src_bench";
-    admin
-        .query(&format!("DROP DATABASE IF EXISTS {db}"))
-        .execute()
-        .await
-        .unwrap();
-    admin
-        .query(&format!("CREATE DATABASE {db}"))
-        .execute()
-        .await
-        .unwrap();
-    for file in ["002_raw_events.sql", "003_events.sql"] {
-        let ddl = std::fs::read_to_string(format!(
-            "{}/schemas/clickhouse/{file}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-        .replace("flexprice.", &format!("{db}."));
-        let ddl: String = ddl
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("--"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        admin.query(&ddl).execute().await.unwrap();
-    }
+    support::harness::create_schema(&admin, db, &|ddl| ddl).await;
 
     let started = Instant::now();
     let client = admin.clone().with_database(db);
@@ -93,27 +70,10 @@ async fn main() {
             let p = payload(&id, &cust, ts, i);
             bytes += p.len();
             let row = InsertRow {
-                id,
-                tenant_id: "tenant_bench".into(),
-                environment_id: "env_prod".into(),
-                external_customer_id: cust,
                 event_name: "openai-modeling-gpt-4.1".into(),
                 source: Some("api".into()),
-                payload: p.into_bytes(),
-                field1: None,
-                field2: None,
-                field3: None,
-                field4: None,
-                field5: None,
-                field6: None,
-                field7: None,
-                field8: None,
-                field9: None,
-                field10: None,
-                timestamp: ts,
                 ingested_at: ts + 150,
-                version: 1,
-                sign: 1,
+                ..InsertRow::new(&id, "tenant_bench", "env_prod", &cust, ts, p.as_bytes())
             };
             insert.write(&row).await.unwrap();
         }

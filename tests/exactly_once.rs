@@ -13,16 +13,12 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use serde_json::Value;
 use support::harness::{
     Env, InsertRow, assert_exactly_once, expected_events, realistic_payload, realistic_rows,
-    rfc3339,
+    reprocess_command, rfc3339,
 };
 use support::{DAY, T0};
 
 fn command(job: &str, tenant: &str, extra: &str) -> String {
-    format!(
-        r#"{{"type":"reprocess","job_id":"{job}","tenant_id":"{tenant}","environment_id":"e1","start_date":"{}","end_date":"{}"{extra}}}"#,
-        rfc3339(T0),
-        rfc3339(T0 + DAY)
-    )
+    reprocess_command(job, tenant, 1, extra)
 }
 
 /// A transactional producer of the test's own, on the test's broker.

@@ -13,17 +13,13 @@ use raw_events_reprocessor::batch::sampled_in;
 use serde_json::Value;
 use support::harness::{
     Env, InsertRow, assert_exactly_once, expected_events, realistic_payload, realistic_rows,
-    rfc3339,
+    reprocess_command, rfc3339,
 };
 use support::{DAY, T0};
 use support::{OwnServices, clickhouse_url, require_services};
 
 fn command(job: &str, tenant: &str, extra: &str) -> String {
-    format!(
-        r#"{{"type":"reprocess","job_id":"{job}","tenant_id":"{tenant}","environment_id":"e1","start_date":"{}","end_date":"{}"{extra}}}"#,
-        rfc3339(T0),
-        rfc3339(T0 + DAY)
-    )
+    reprocess_command(job, tenant, 1, extra)
 }
 
 /// Runs a CLI command, asserts it succeeded, returns its standard output.
@@ -269,22 +265,14 @@ async fn controls_on_other_partitions_reach_the_job_and_cancel_ends_it() {
     .await;
     env.wait_status("cancel-1", &["progress"], Duration::from_secs(120));
     // kcat -k something-else -p <another partition>
-    produce(
-        &env,
-        "not-the-job-id",
-        Some((p + 1) % 3),
-        r#"{"type":"pause","job_id":"cancel-1"}"#,
-    )
-    .await;
-    env.wait_status("cancel-1", &["paused"], Duration::from_secs(60));
-    produce(
-        &env,
-        "also-not-the-job-id",
-        Some((p + 2) % 3),
-        r#"{"type":"resume","job_id":"cancel-1"}"#,
-    )
-    .await;
-    env.wait_status("cancel-1", &["resumed"], Duration::from_secs(60));
+    for (key, partition, action, status) in [
+        ("not-the-job-id", (p + 1) % 3, "pause", "paused"),
+        ("also-not-the-job-id", (p + 2) % 3, "resume", "resumed"),
+    ] {
+        let command = format!(r#"{{"type":"{action}","job_id":"cancel-1"}}"#);
+        produce(&env, key, Some(partition), &command).await;
+        env.wait_status("cancel-1", &[status], Duration::from_secs(60));
+    }
     env.wait_status("cancel-1", &["progress"], Duration::from_secs(60));
     cli_ok(&env, &["cancel", "cancel-1"]);
     let fin = env.wait_final("cancel-1", Duration::from_secs(60));

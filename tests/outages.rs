@@ -5,16 +5,24 @@ mod support;
 
 use std::time::Duration;
 
-use support::harness::{Env, assert_exactly_once, expected_events, realistic_rows, rfc3339};
+use support::harness::{
+    Env, assert_exactly_once, expected_events, realistic_rows, reprocess_command,
+};
 use support::{DAY, T0};
 use support::{OwnServices, clickhouse_url, kafka_bootstrap, require_services};
 
-fn command(job: &str, tenant: &str, batch: u32) -> String {
-    format!(
-        r#"{{"type":"reprocess","job_id":"{job}","tenant_id":"{tenant}","environment_id":"e1","start_date":"{}","end_date":"{}","batch_size":{batch}}}"#,
-        rfc3339(T0),
-        rfc3339(T0 + DAY)
-    )
+/// Batches of 300 rows at 3,000 events/s: a 30,000-row job takes about 10 s, so an outage that starts at its
+/// first progress result falls inside it.
+const THROTTLED: &str = r#","batch_size":300,"max_events_per_second":3000"#;
+
+/// The outage must start while the job runs, or the test proves nothing.
+fn assert_not_final(env: &Env, job: &str) {
+    let results = env.results(job);
+    assert!(
+        results.iter().all(|v| v["status"] != "completed"),
+        "job {job} completed before the outage: {:?}",
+        results.last()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,8 +36,10 @@ async fn clickhouse_down_for_ten_seconds_mid_job() {
     env.insert(&rows).await;
     let daemon = env.start_daemon();
     env.wait_topics(Duration::from_secs(60));
-    env.submit("cho", &command("cho", "t_cho", 300)).await;
+    env.submit("cho", &reprocess_command("cho", "t_cho", 1, THROTTLED))
+        .await;
     env.wait_status("cho", &["progress"], Duration::from_secs(120));
+    assert_not_final(&env, "cho");
     own.down("clickhouse");
     std::thread::sleep(Duration::from_secs(10));
     own.up("clickhouse");
@@ -56,8 +66,10 @@ async fn broker_down_for_fifteen_seconds_mid_job() {
     env.insert(&rows).await;
     let mut daemon = env.start_daemon();
     env.wait_topics(Duration::from_secs(60));
-    env.submit("ko", &command("ko", "t_ko", 300)).await;
+    env.submit("ko", &reprocess_command("ko", "t_ko", 1, THROTTLED))
+        .await;
     env.wait_status("ko", &["progress"], Duration::from_secs(120));
+    assert_not_final(&env, "ko");
     own.down("kafka");
     std::thread::sleep(Duration::from_secs(15));
     own.up("kafka");

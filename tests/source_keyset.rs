@@ -25,32 +25,15 @@ type InsEvent = InsertEvent;
 type Ins = InsertRow;
 
 fn ins(tenant: &str, env: &str, cust: &str, ts: i64, id: &str, name: &str, version: u64) -> Ins {
+    let payload = format!("{{\"id\":\"{id}\",\"v\":{version}}}");
     Ins {
-        id: id.into(),
-        tenant_id: tenant.into(),
-        environment_id: env.into(),
-        external_customer_id: cust.into(),
         event_name: name.into(),
-        source: if version.is_multiple_of(2) {
-            None
-        } else {
-            Some("api".into())
-        },
-        payload: format!("{{\"id\":\"{id}\",\"v\":{version}}}").into_bytes(),
+        source: (!version.is_multiple_of(2)).then(|| "api".into()),
         field1: Some(format!("f{version}")),
-        field2: None,
-        field3: None,
-        field4: None,
-        field5: None,
-        field6: None,
-        field7: None,
-        field8: None,
-        field9: None,
         field10: Some("ten".into()),
-        timestamp: ts,
         ingested_at: ts + 5,
         version,
-        sign: 1,
+        ..Ins::new(id, tenant, env, cust, ts, payload.as_bytes())
     }
 }
 
@@ -87,37 +70,20 @@ async fn admin() -> clickhouse::Client {
 async fn setup(name: &str, key: Key, granularity: u32) -> Db {
     let admin = admin().await;
     let db = format!("src_test_{name}");
-    admin
-        .query(&format!("DROP DATABASE IF EXISTS {db}"))
-        .execute()
-        .await
-        .unwrap();
-    admin
-        .query(&format!("CREATE DATABASE {db}"))
-        .execute()
-        .await
-        .unwrap();
-    let root = env!("CARGO_MANIFEST_DIR");
-    for file in ["002_raw_events.sql", "003_events.sql"] {
-        let mut ddl = std::fs::read_to_string(format!("{root}/schemas/clickhouse/{file}")).unwrap();
-        ddl = ddl.replace("flexprice.", &format!("{db}."));
-        ddl = ddl.replace(
+    support::harness::create_schema(&admin, &db, &|ddl| {
+        let ddl = ddl.replace(
             "index_granularity = 16384",
             &format!("index_granularity = {granularity}"),
         );
-        if key == Key::Older {
-            ddl = ddl.replace(
+        match key {
+            Key::Older => ddl.replace(
                 "ORDER BY (tenant_id, environment_id, external_customer_id, timestamp, id)",
                 "ORDER BY (tenant_id, environment_id, external_customer_id, timestamp, event_name, id)",
-            );
+            ),
+            Key::Current => ddl,
         }
-        let ddl: String = ddl
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("--"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        admin.query(&ddl).execute().await.unwrap();
-    }
+    })
+    .await;
     // Keep inserted parts apart, so FINAL really has unmerged versions to deduplicate.
     admin
         .query(&format!("SYSTEM STOP MERGES {db}.raw_events"))
@@ -209,41 +175,17 @@ fn dataset(key: Key) -> (Vec<Ins>, Vec<Ins>) {
         let name = names[(rng.next() % 4) as usize];
         first.push(ins("t1", "e1", &cust, ts, &format!("ev{i:06}"), name, 1));
     }
-    for i in 0..2_000u64 {
-        let ts = days[(i % 3) as usize] + (rng.next() % DAY as u64) as i64;
-        first.push(ins(
-            "t2",
-            "e1",
-            &format!("c{:03}", i % 60),
-            ts,
-            &format!("x{i:06}"),
-            "gpt-4o",
-            1,
-        ));
-    }
-    for i in 0..1_000u64 {
-        let ts = days[(i % 3) as usize] + (rng.next() % DAY as u64) as i64;
-        first.push(ins(
-            "t1",
-            "e2",
-            &format!("c{:03}", i % 60),
-            ts,
-            &format!("y{i:06}"),
-            "gpt-4o",
-            1,
-        ));
-    }
-    for i in 0..500u64 {
-        let ts = days[(i % 3) as usize] + (rng.next() % DAY as u64) as i64;
-        first.push(ins(
-            "t10",
-            "e1",
-            &format!("c{:03}", i % 60),
-            ts,
-            &format!("z{i:06}"),
-            "gpt-4o",
-            1,
-        ));
+    // Other tenants and environments, which no filter of t1/e1 may return.
+    for (tenant, env, prefix, n) in [
+        ("t2", "e1", "x", 2_000u64),
+        ("t1", "e2", "y", 1_000),
+        ("t10", "e1", "z", 500),
+    ] {
+        for i in 0..n {
+            let ts = days[(i % 3) as usize] + (rng.next() % DAY as u64) as i64;
+            let (cust, id) = (format!("c{:03}", i % 60), format!("{prefix}{i:06}"));
+            first.push(ins(tenant, env, &cust, ts, &id, "gpt-4o", 1));
+        }
     }
     let mut second = Vec::new();
     for i in (0..20_000usize).step_by(20_000 / 300).take(300) {

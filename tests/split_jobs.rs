@@ -10,16 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::harness::{
-    Env, InsertEvent, assert_exactly_once, expected_events, realistic_rows, rfc3339,
+    Env, InsertEvent, assert_exactly_once, expected_events, realistic_rows, reprocess_command,
 };
 use support::{DAY, T0};
 
 fn command(job: &str, tenant: &str, days: i64, extra: &str) -> String {
-    format!(
-        r#"{{"type":"reprocess","job_id":"{job}","tenant_id":"{tenant}","environment_id":"e1","start_date":"{}","end_date":"{}"{extra}}}"#,
-        rfc3339(T0),
-        rfc3339(T0 + days * DAY)
-    )
+    reprocess_command(job, tenant, days, extra)
 }
 
 /// The part ids a split job's results name.

@@ -271,19 +271,8 @@ impl Env {
     }
 
     async fn create_tables(&self) {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas/clickhouse");
         let client = clickhouse::Client::default().with_url(&self.clickhouse);
-        client
-            .query(&format!("CREATE DATABASE IF NOT EXISTS {}", self.database))
-            .execute()
-            .await
-            .expect("create test database");
-        for file in ["002_raw_events.sql", "003_events.sql"] {
-            let ddl = std::fs::read_to_string(root.join(file))
-                .unwrap()
-                .replace("flexprice.", &format!("{}.", self.database));
-            client.query(&ddl).execute().await.expect("create table");
-        }
+        create_schema(&client, &self.database, &|ddl| ddl).await;
     }
 
     pub fn topic(&self, key: &str) -> String {
@@ -839,6 +828,47 @@ pub fn realistic_payload(i: u64, org: &str, created_at: &str) -> String {
         r#"{{"id":"evt-{i:08}-{h:016x}","orgId":"{org}","targetItemType":"call","targetItemId":"item-{h:x}","referenceType":"completion","providerName":"{p}","methodName":"{m}","createdAt":"{created_at}","updatedAt":"{created_at}","startedAt":"{created_at}","endedAt":"{created_at}","dataInterface":"MODEL_USAGE_DATA_TYPE","byok":{},"isSubscribed":false,"data":{data},"referenceCost":0.00{}}}"#,
         h.is_multiple_of(2),
         h % 997 + 1
+    )
+}
+
+/// Creates database `db` afresh (dropping one of that name) with the product's tables `raw_events` and
+/// `events` from `schemas/clickhouse/`, each statement first passed through `edit` (e.g. another ORDER BY).
+pub async fn create_schema(admin: &clickhouse::Client, db: &str, edit: &dyn Fn(String) -> String) {
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {db}"),
+        format!("CREATE DATABASE {db}"),
+    ] {
+        admin
+            .query(&sql)
+            .execute()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas/clickhouse");
+    for file in ["002_raw_events.sql", "003_events.sql"] {
+        let ddl = std::fs::read_to_string(root.join(file))
+            .unwrap()
+            .replace("flexprice.", &format!("{db}."));
+        let ddl: String = edit(ddl)
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        admin
+            .query(&ddl)
+            .execute()
+            .await
+            .unwrap_or_else(|e| panic!("create table from {file}: {e}"));
+    }
+}
+
+/// A `reprocess` command for `job` over tenant `tenant`, environment `e1`, the `days` days from `T0`, with
+/// `extra` (`,"field":value,…`) appended to its members.
+pub fn reprocess_command(job: &str, tenant: &str, days: i64, extra: &str) -> String {
+    format!(
+        r#"{{"type":"reprocess","job_id":"{job}","tenant_id":"{tenant}","environment_id":"e1","start_date":"{}","end_date":"{}"{extra}}}"#,
+        rfc3339(super::T0),
+        rfc3339(super::T0 + days * super::DAY)
     )
 }
 
