@@ -296,6 +296,19 @@ fn refuses_the_record(code: RDKafkaErrorCode) -> bool {
     )
 }
 
+/// Whether a refusal (a librdkafka error name of [`TxnError::Refused`]) is about a record's or a record
+/// batch's size: the topic's `max.message.bytes` may be smaller than the daemon knows, and the broker refuses a
+/// whole record batch over it, naming every record in it, however small.
+pub fn is_size_refusal(name: &str) -> bool {
+    [
+        RDKafkaErrorCode::MessageSizeTooLarge,
+        RDKafkaErrorCode::MessageBatchTooLarge,
+        RDKafkaErrorCode::InvalidMessageSize,
+    ]
+    .into_iter()
+    .any(|code| error_name(code) == name)
+}
+
 /// What producing a transaction's records came to.
 #[derive(Default)]
 struct Produced {
@@ -543,6 +556,18 @@ impl TxnProducer {
 mod tests {
     use super::*;
     use rdkafka::ClientConfig;
+
+    #[test]
+    fn size_refusals_are_told_from_other_refusals() {
+        assert!(is_size_refusal("MSG_SIZE_TOO_LARGE"));
+        assert!(is_size_refusal(&error_name(
+            RDKafkaErrorCode::MessageBatchTooLarge
+        )));
+        assert!(!is_size_refusal(&error_name(
+            RDKafkaErrorCode::InvalidRecord
+        )));
+        assert!(!is_size_refusal("_STATE"));
+    }
 
     /// The build supports what production clusters need (SPEC §10): librdkafka refuses a property its build
     /// lacks when the client is created (e.g. "ssl.ca.location not supported in this build: OpenSSL not

@@ -267,20 +267,49 @@ async fn a_job_hidden_at_start_by_an_open_transaction_runs_once_readable() {
 }
 
 /// Item 3: once the broker refuses a record, the transaction is abortable and every later send fails with
-/// `_STATE`. Only the records the broker refused are dead-lettered (`MSG_SIZE_TOO_LARGE`); every other row is
-/// published exactly once and the job completes.
+/// `_STATE`. Only the rows too large for the topic are dead-lettered; every other row is published exactly once
+/// and the job completes. (A short producer queue: later records are sent only after the earlier ones'
+/// answers arrived.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_records_the_broker_refused_are_dead_lettered() {
+    rows_too_large_for_the_topic(
+        "eo_refused",
+        "[kafka.properties]\n\"queue.buffering.max.messages\" = \"50\"\n",
+        None,
+    )
+    .await;
+}
+
+/// The broker refuses a whole record batch when it exceeds the topic's limit, naming every record in it.
+/// With every event on one partition, the large events share record batches with small ones: the daemon
+/// learns the topic's new limit from the broker and dead-letters only the rows too large for it, not their
+/// batch neighbours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_record_batch_dead_letters_only_the_rows_too_large() {
+    rows_too_large_for_the_topic("eo_batch_refused", "", Some("org-one")).await;
+}
+
+/// 1,500 rows of which five make events of ~200 KB; the output topic's `max.message.bytes` drops to 100 KB
+/// after the daemon read it. `org`: one organisation (so one output partition) for every row.
+async fn rows_too_large_for_the_topic(name: &str, config: &str, org: Option<&str>) {
     use base64::Engine;
     use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
     use rdkafka::client::DefaultClientContext;
-    let mut env = Env::new("eo_refused").await;
-    // A short producer queue: later records are sent only after the earlier ones' answers arrived.
-    env.config_file("[kafka.properties]\n\"queue.buffering.max.messages\" = \"50\"\n");
+    let mut env = Env::new(name).await;
+    if !config.is_empty() {
+        env.config_file(config);
+    }
     let mut rows = realistic_rows("t_ref", "e1", 1_500, T0, DAY);
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     let mut big = Vec::new();
-    for (i, r) in rows.iter_mut().enumerate().filter(|(i, _)| i % 300 == 7) {
+    for (i, r) in rows.iter_mut().enumerate() {
+        let at = rfc3339(r.timestamp);
+        if i % 300 != 7 {
+            if let Some(org) = org {
+                r.payload = realistic_payload(i as u64, org, &at).into_bytes();
+            }
+            continue;
+        }
         // An event of ~200 KB that lz4 cannot shrink below the topic's new limit of 100 KB.
         let noise: Vec<u8> = (0..150_000)
             .map(|_| {
@@ -291,7 +320,7 @@ async fn only_the_records_the_broker_refused_are_dead_lettered() {
             })
             .collect();
         let blob = base64::engine::general_purpose::STANDARD.encode(noise);
-        let p = realistic_payload(i as u64, "org-big", &rfc3339(r.timestamp));
+        let p = realistic_payload(i as u64, org.unwrap_or("org-big"), &at);
         r.payload = p
             .replacen("\"data\":{", &format!("\"data\":{{\"blob\":\"{blob}\","), 1)
             .into_bytes();
@@ -323,20 +352,24 @@ async fn only_the_records_the_broker_refused_are_dead_lettered() {
     let fin = env.wait_final("ref-1", Duration::from_secs(120));
     assert_eq!(fin["status"], "completed", "{fin}\n{}", daemon.log());
     let dlq: Vec<Value> = env.read_all("dlq").iter().map(|r| r.json()).collect();
-    let reasons: Vec<(&str, &str)> = dlq
+    let reasons: Vec<(&str, &str, &str)> = dlq
         .iter()
         .map(|d| {
             (
                 d["raw_event"]["id"].as_str().unwrap(),
                 d["reason"].as_str().unwrap(),
+                d["message"].as_str().unwrap_or_default(),
             )
         })
         .collect();
-    let mut dead: Vec<String> = reasons.iter().map(|(id, _)| id.to_string()).collect();
+    let mut dead: Vec<String> = reasons.iter().map(|(id, ..)| id.to_string()).collect();
     dead.sort();
     assert_eq!(dead, big, "dead letters: {reasons:?}");
+    // Judged against the limit the daemon learned from the broker.
     assert!(
-        reasons.iter().all(|(_, r)| *r == "MSG_SIZE_TOO_LARGE"),
+        reasons
+            .iter()
+            .all(|(_, r, e)| *r == "too_large" && e.contains("max.message.bytes 100000")),
         "{reasons:?}"
     );
     assert_eq!(fin["total_events_failed"], big.len() as i64, "{fin}");

@@ -153,11 +153,12 @@ fn row_record(
         return Err(Box::new(dl));
     };
     let rec = records.event(ev, &shared.tenant, &shared.environment, i);
-    if rec.wire_size() > records.max_event_bytes {
+    let limit = records.limits.event_bytes();
+    if rec.wire_size() > limit {
         let message = format!(
             "event of {} bytes exceeds max.message.bytes {} of topic {}",
             rec.wire_size(),
-            records.max_event_bytes,
+            limit,
             records.topics.output
         );
         return Err(Box::new(DeadLetter::publish(
@@ -314,7 +315,7 @@ mod tests {
         )
         .unwrap();
         let mut r = Records::new(&Config::default(), 3, key, "host-1".into());
-        r.max_event_bytes = max_event;
+        r.limits = std::sync::Arc::new(crate::job::records::TopicLimits::new(max_event, 1 << 20));
         r
     }
 

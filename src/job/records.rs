@@ -2,6 +2,7 @@
 //! tombstones (state topic), results, dead letters, and events (SPEC §2, §5–§8). Pure: the sink sends them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::lifecycle::Transition;
 use super::{Checkpoint, ControlRequest, DeadLetter, RawEventJson, ResultRecord, ResultStatus};
@@ -85,6 +86,43 @@ pub fn state_partition(key: &str, partitions: i32) -> i32 {
     ((h as u32) % partitions.max(1) as u32) as i32
 }
 
+/// The `max.message.bytes` of the output topic (events) and of the dead-letter topic, bytes: configured,
+/// lowered to the broker's own at start, and lowered again when the broker refuses records for their size and
+/// shows a smaller limit (an operator changed the topic under the running daemon). Rows whose event exceeds
+/// the output limit are dead-lettered before producing; dead letters are cut to fit theirs (SPEC §5, §8).
+#[derive(Debug)]
+pub struct TopicLimits {
+    event: AtomicUsize,
+    dead_letter: AtomicUsize,
+}
+
+impl TopicLimits {
+    /// Limits of `event` and `dead_letter` bytes.
+    pub fn new(event: usize, dead_letter: usize) -> TopicLimits {
+        TopicLimits {
+            event: AtomicUsize::new(event),
+            dead_letter: AtomicUsize::new(dead_letter),
+        }
+    }
+
+    /// The output topic's limit.
+    pub fn event_bytes(&self) -> usize {
+        self.event.load(Ordering::Relaxed)
+    }
+
+    /// The dead-letter topic's limit.
+    pub fn dead_letter_bytes(&self) -> usize {
+        self.dead_letter.load(Ordering::Relaxed)
+    }
+
+    /// Lowers the limits to `event` and `dead_letter` where those are smaller; true when one was lowered.
+    pub fn lower(&self, event: usize, dead_letter: usize) -> bool {
+        let e = self.event.fetch_min(event, Ordering::Relaxed);
+        let d = self.dead_letter.fetch_min(dead_letter, Ordering::Relaxed);
+        event < e || dead_letter < d
+    }
+}
+
 /// Topic names, shared cheaply by every record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Topics {
@@ -117,10 +155,9 @@ pub struct Records {
     /// Partitions of the state topic (as read from the broker).
     pub state_partitions: i32,
     pub sorting_key: SortingKey,
-    /// `max.message.bytes` of the output topic.
-    pub max_event_bytes: usize,
-    /// `max.message.bytes` of the dead-letter topic.
-    pub max_dead_letter_bytes: usize,
+    /// `max.message.bytes` of the output and dead-letter topics as the daemon knows them (shared by every
+    /// job and lowered when the broker shows smaller ones).
+    pub limits: Arc<TopicLimits>,
     /// `processing.dlq_max_payload_bytes`: the first cut of a payload that makes a dead letter too large.
     pub dead_letter_payload_bytes: usize,
     /// This daemon instance's id, named in every result record (SPEC §5a).
@@ -143,8 +180,10 @@ impl Records {
             topics: Topics::of(cfg),
             state_partitions,
             sorting_key,
-            max_event_bytes: cfg.topics.output.max_message_bytes as usize,
-            max_dead_letter_bytes: cfg.topics.dlq.max_message_bytes as usize,
+            limits: Arc::new(TopicLimits::new(
+                cfg.topics.output.max_message_bytes as usize,
+                cfg.topics.dlq.max_message_bytes as usize,
+            )),
             dead_letter_payload_bytes: cfg.processing.dlq_max_payload_bytes,
             instance,
             command_partitions: cfg.topics.commands.partitions,
@@ -284,7 +323,7 @@ impl Records {
         ];
         let mut value = dl.to_json();
         let mut max_payload = self.dead_letter_payload_bytes;
-        while value.len() + RECORD_OVERHEAD_BYTES + 512 > self.max_dead_letter_bytes
+        while value.len() + RECORD_OVERHEAD_BYTES + 512 > self.limits.dead_letter_bytes()
             && max_payload > 0
         {
             dl.raw_event = RawEventJson::of(row, max_payload);
@@ -309,6 +348,20 @@ mod tests {
     use crate::job::lifecycle;
     use crate::job::tests::checkpoint;
     use crate::job::{StateRecord, decode_state};
+
+    #[test]
+    fn limits_only_go_down_and_say_when_they_did() {
+        let l = TopicLimits::new(1000, 500);
+        assert!(
+            !l.lower(2000, 500),
+            "a larger or equal limit changes nothing"
+        );
+        assert_eq!((l.event_bytes(), l.dead_letter_bytes()), (1000, 500));
+        assert!(l.lower(800, 900));
+        assert_eq!((l.event_bytes(), l.dead_letter_bytes()), (800, 500));
+        assert!(l.lower(800, 100));
+        assert_eq!(l.dead_letter_bytes(), 100);
+    }
 
     fn records() -> Records {
         let mut cfg = Config::default();

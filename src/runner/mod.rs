@@ -34,7 +34,7 @@ use crate::job::records::{OutRecord, Records};
 use crate::job::split;
 use crate::job::{Checkpoint, Counters, JobStatus};
 use crate::metrics::{JobSeries, Metrics};
-use crate::sink::{TxnError, TxnProducer};
+use crate::sink::{TxnError, TxnProducer, is_size_refusal};
 use crate::source::{Cursor, RawRow, RowStream, Source, SourceError, StreamShape};
 use crate::state::StateStore;
 
@@ -58,6 +58,28 @@ impl JobContext {
             now_ms: now_ms(),
             instance: &self.instance,
         }
+    }
+
+    /// Reads the output and dead-letter topics' `max.message.bytes` from the broker and lowers the limits
+    /// every job judges its records by ([`Records::limits`]) to them; true when one was lowered. Called when
+    /// the broker refuses records for their size.
+    pub async fn refresh_topic_limits(&self) -> bool {
+        let mut cfg = (*self.cfg).clone();
+        crate::sink::apply_broker_limits(&mut cfg).await;
+        self.records.limits.lower(
+            cfg.topics.output.max_message_bytes as usize,
+            cfg.topics.dlq.max_message_bytes as usize,
+        )
+    }
+
+    /// The configuration job producers are made with: the output and dead-letter topics' limits as now known,
+    /// so that a record batch never exceeds them.
+    fn producer_config(&self) -> Config {
+        let mut cfg = (*self.cfg).clone();
+        let limits = &self.records.limits;
+        cfg.topics.output.max_message_bytes = limits.event_bytes() as i64;
+        cfg.topics.dlq.max_message_bytes = limits.dead_letter_bytes() as i64;
+        cfg
     }
 
     /// The transactional id of a job's producer: `<prefix>-<job_id>` (SPEC §5).
@@ -131,7 +153,12 @@ enum Commit {
     /// Not committed: the checkpoint was read back and is the one the task had (`self.cp`).
     Reloaded,
     /// The broker refused these records (tag = row position, `None` for records about the job).
-    Refused(Vec<(Option<usize>, String)>),
+    /// `limits_lowered`: for their size, and the broker's topic limits turned out smaller than known (now
+    /// lowered): the records must be built again against them rather than dead-lettered.
+    Refused {
+        list: Vec<(Option<usize>, String)>,
+        limits_lowered: bool,
+    },
 }
 
 /// A row-count estimate being made in the background (best effort: never a reason to fail the job).
@@ -209,9 +236,15 @@ impl Runner {
             }
             Err(TxnError::Refused(list)) => {
                 txn.aborted();
-                // A fresh producer for the redo (see `TxnProducer::commit`).
+                let limits_lowered = list.iter().any(|(_, name)| is_size_refusal(name))
+                    && self.ctx.refresh_topic_limits().await;
+                // A fresh producer for the redo (see `TxnProducer::commit`), whose record batches fit the
+                // limits as now known.
                 self.producer = connect(&self.ctx, &self.cp.job_id, &self.stop).await?;
-                return Continue(Commit::Refused(list));
+                return Continue(Commit::Refused {
+                    list,
+                    limits_lowered,
+                });
             }
             Err(TxnError::Fenced) => {
                 txn.aborted();
@@ -262,7 +295,7 @@ impl Runner {
             match self.commit(records, t.next, &t.honoured).await? {
                 Commit::Done => return Continue(()),
                 Commit::Reloaded => continue,
-                Commit::Refused(list) => return Break(self.refused_job_records(list).await),
+                Commit::Refused { list, .. } => return Break(self.refused_job_records(list).await),
             }
         }
     }
@@ -454,14 +487,24 @@ impl Runner {
                     return Continue(Some(built.delta));
                 }
                 Commit::Reloaded => return Continue(None),
-                Commit::Refused(list) if list.iter().all(|(tag, _)| tag.is_some()) => {
+                Commit::Refused {
+                    limits_lowered: true,
+                    list,
+                } => {
+                    warn!(
+                        batch = batch_no,
+                        refused = list.len(),
+                        "the broker refused records for their size under a limit smaller than known; redoing the batch against its limits"
+                    );
+                }
+                Commit::Refused { list, .. } if list.iter().all(|(tag, _)| tag.is_some()) => {
                     for (tag, name) in list {
                         let i = tag.expect("checked");
                         warn!(batch = batch_no, batch_position = i + 1, error = %name, "broker refused a record; redoing the batch with it dead-lettered");
                         self.refused.insert(Cursor::of(&rows[i]), name);
                     }
                 }
-                Commit::Refused(list) => return Break(self.refused_job_records(list).await),
+                Commit::Refused { list, .. } => return Break(self.refused_job_records(list).await),
             }
         }
     }
@@ -597,7 +640,8 @@ async fn connect(
     stop: &CancellationToken,
 ) -> ControlFlow<JobExit, TxnProducer> {
     let id = ctx.transactional_id(job_id);
-    let attempt = || TxnProducer::new(&ctx.cfg, &id);
+    let cfg = ctx.producer_config();
+    let attempt = || TxnProducer::new(&cfg, &id);
     let backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(500))
         .with_max_delay(Duration::from_secs(10))

@@ -95,7 +95,7 @@ impl Runner {
         }
         match self.commit(out, t.next, &t.honoured).await? {
             Commit::Done | Commit::Reloaded => Continue(()),
-            Commit::Refused(list) => Break(self.refused_job_records(list).await),
+            Commit::Refused { list, .. } => Break(self.refused_job_records(list).await),
         }
     }
 
@@ -122,7 +122,7 @@ impl Runner {
                 Continue(())
             }
             Commit::Reloaded => Continue(()),
-            Commit::Refused(list) => Break(self.refused_job_records(list).await),
+            Commit::Refused { list, .. } => Break(self.refused_job_records(list).await),
         }
     }
 }
