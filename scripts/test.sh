@@ -22,4 +22,4 @@ fi
 
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
-exec cargo test "$@"
+exec cargo test --no-fail-fast "$@"

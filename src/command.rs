@@ -439,7 +439,7 @@ fn reprocess(
     let end_ms = date(obj, "end_date")?.unwrap_or(now_ms);
     if end_ms <= start_ms {
         return Err(format!(
-            "field `end_date`: must be after start_date ({} <= {})",
+            "field `end_date`: must be after start_date (end_date {} is not after start_date {})",
             format_ms(end_ms),
             format_ms(start_ms)
         ));

@@ -55,10 +55,10 @@ pub struct SubmitArgs {
     /// Keep the deterministic subset of rows whose id hashes below R (0 < R <= 1).
     #[arg(long, value_name = "R")]
     pub sample_rate: Option<f64>,
-    /// Publish at most N events per second (a split job's parts share it equally).
+    /// Publish at most N events per second (a split job's parts share it: the queued and running ones).
     #[arg(long, value_name = "N")]
     pub max_events_per_second: Option<f64>,
-    /// Split the job into N parts that run in parallel, on this and other instances (1-64; SPEC §5a).
+    /// Split the job into N parts (1-64) that run in parallel on the instances of the group.
     #[arg(long, value_name = "N")]
     pub parallelism: Option<u32>,
     /// The job id; default: TENANT-YYYYMMDDTHHMMSSZ-RANDOM (UTC).
