@@ -182,10 +182,11 @@ pub fn env_name(name: &str) -> Option<EnvName> {
     }
 }
 
-/// The top-level configuration keys (`enabled`, `kafka`, `topics`, ...), from the configuration's own shape.
+/// The top-level configuration keys (`enabled`, `instance_id`, `kafka`, ...), from the configuration's own
+/// shape (JSON keeps the keys whose default is unset, where TOML leaves them out).
 fn top_level_keys() -> Vec<String> {
-    match toml::Value::try_from(Config::default()) {
-        Ok(toml::Value::Table(t)) => t.keys().cloned().collect(),
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
         _ => Vec::new(),
     }
 }
@@ -1298,6 +1299,13 @@ mod tests {
             env_name("REPROCESSOR_KAFKA"),
             Some(EnvName::Key("kafka".into()))
         );
+        // A key whose default is unset is a key too (it was ignored as not ours).
+        assert_eq!(
+            env_name("REPROCESSOR_INSTANCE_ID"),
+            Some(EnvName::Key("instance_id".into()))
+        );
+        let cfg = Config::load_from(None, env(&[("REPROCESSOR_INSTANCE_ID", "pod-7")])).unwrap();
+        assert_eq!(cfg.instance(), "pod-7");
         assert_eq!(
             env_name("REPROCESSOR_SERVICE_PORT_METRICS"),
             Some(EnvName::NotOurs)
