@@ -491,7 +491,31 @@ fn reprocess(
     if parallelism > 1 && spec.parent_job_id.is_some() {
         return Err("field `parallelism`: a part of a split job is not split again".into());
     }
+    match (part_of(&spec.job_id), spec.parent_job_id.as_deref()) {
+        (Some(parent), Some(given)) if parent == given => {}
+        (None, None) => {}
+        // A job named like another's part would take that part's place: the split job would follow it.
+        (Some(parent), _) => {
+            return Err(format!(
+                "field `job_id`: ids ending in `.part-<k>` are the parts of split jobs; `{}` is a part of `{parent}` (set `parent_job_id` to `{parent}`, or choose another id)",
+                spec.job_id
+            ));
+        }
+        (None, Some(given)) => {
+            return Err(format!(
+                "field `parent_job_id`: a part's id is `<parent_job_id>.part-<k>`, here `{given}.part-<k>`"
+            ));
+        }
+    }
     Ok(spec)
+}
+
+/// The split job whose part `job_id` is, by its form `<parent>.part-<k>` (SPEC §5a); `None` for any other
+/// id. Such ids are reserved for parts, so a split job's parts are always its own.
+pub fn part_of(job_id: &str) -> Option<&str> {
+    let (parent, k) = job_id.rsplit_once(".part-")?;
+    let digits = !k.is_empty() && k.len() <= 2 && k.bytes().all(|b| b.is_ascii_digit());
+    (digits && !parent.is_empty()).then_some(parent)
 }
 
 /// `field: must be <what>, got <value>`.
@@ -646,6 +670,15 @@ mod tests {
             (format!("{{{base},\"max_events_per_second\":-1}}"), "max_events_per_second"),
             (format!("{{{base},\"dry_run\":\"yes\"}}"), "dry_run"),
             (format!("{{{base},\"job_id\":\"has space\"}}"), "job_id"),
+            (format!("{{{base},\"job_id\":\"big.part-0\"}}"), "parts of split jobs"),
+            (
+                format!("{{{base},\"job_id\":\"big.part-1\",\"parent_job_id\":\"other\"}}"),
+                "a part of `big`",
+            ),
+            (
+                format!("{{{base},\"job_id\":\"mine\",\"parent_job_id\":\"big\"}}"),
+                "field `parent_job_id`",
+            ),
             (
                 r#"{"type":"reprocess","tenant_id":"","environment_id":"e","start_date":"2024-01-01T00:00:00Z"}"#.into(),
                 "tenant_id",
@@ -688,6 +721,24 @@ mod tests {
             "cmds-2-41"
         );
         assert_eq!(rejected("{").job_id, "cmds-2-41");
+    }
+
+    #[test]
+    fn part_ids_name_their_split_job() {
+        assert_eq!(part_of("big.part-0"), Some("big"));
+        assert_eq!(part_of("a.part-1.part-63"), Some("a.part-1"));
+        for other in [
+            "big",
+            "big.part-",
+            "big.part-x",
+            "big.part-123",
+            ".part-1",
+            "big.parts-1",
+        ] {
+            assert_eq!(part_of(other), None, "{other}");
+        }
+        let part = r#"{"type":"reprocess","job_id":"big.part-3","parent_job_id":"big","tenant_id":"t","environment_id":"e","start_date":"2024-01-01T00:00:00Z"}"#;
+        assert!(parse_str(part).is_ok());
     }
 
     #[test]

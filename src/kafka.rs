@@ -54,6 +54,12 @@ pub fn client_config(cfg: &Config, role: Role<'_>) -> ClientConfig {
             .set("linger.ms", "100")
             .set("compression.type", "lz4");
     }
+    if let Role::ControlConsumer = role {
+        // Round robin spreads consecutive control partitions over the instances, so a split job's parts
+        // (on partitions 0, 1, 2, …) land on as many instances as there are (the default, range, gives an
+        // instance a block of consecutive partitions: two parts of four on the first of two instances).
+        c.set("partition.assignment.strategy", "roundrobin");
+    }
     for (name, value) in k.client_properties() {
         c.set(name, value);
     }
@@ -241,6 +247,10 @@ mod tests {
             Some("read_committed")
         );
         assert_eq!(get(&c, "group.instance.id").as_deref(), Some("i-1"));
+        assert_eq!(
+            get(&c, "partition.assignment.strategy").as_deref(),
+            Some("roundrobin")
+        );
         assert_eq!(get(&c, "enable.auto.commit").as_deref(), Some("false"));
         let c = client_config(&cfg, roles[1]);
         assert_eq!(get(&c, "transactional.id").as_deref(), Some("p-j1"));

@@ -118,13 +118,65 @@ async fn a_split_job_runs_on_two_instances_and_survives_a_kill() {
     for c in COUNTERS {
         assert_eq!(fin[c].as_i64().unwrap_or(0), sums[c], "{c}: {fin}");
     }
-    assert!(
-        instances.len() >= 2,
-        "the parts ran on one instance only: {instances:?}\n{}\n{}",
+    assert_eq!(
+        instances,
+        BTreeSet::from(["a".to_string(), "b".to_string()]),
+        "the parts ran on one instance only\n{}\n{}",
         a.log(),
         b.log()
     );
     assert_exactly_once(&env, &expected);
+}
+
+/// The instances named by the results of `job`.
+fn instances_of(env: &Env, job: &str) -> BTreeSet<String> {
+    env.results(job)
+        .iter()
+        .filter_map(|v| v["instance"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// One customer on one day, split in two on two instances: the customers cannot share the day, so it is cut
+/// by time (each part once had the whole day: every event twice), and the two parts, on control partitions
+/// 0 and 1, run on different instances (a range assignor gave both partitions to one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_job_of_one_customer_on_one_day_runs_once_on_both_instances() {
+    let env = Env::new("split_one").await;
+    let rows: Vec<_> = realistic_rows("t_sone", "e1", 6_000, T0, DAY)
+        .into_iter()
+        .map(|mut r| {
+            r.external_customer_id = "acme".into();
+            r
+        })
+        .collect();
+    let expected = expected_events(&rows);
+    env.insert(&rows).await;
+    let a = env.start_instance("a");
+    env.wait_topics(Duration::from_secs(60));
+    a.wait_log("control partitions assigned", Duration::from_secs(60));
+    let b = env.start_instance("b");
+    b.wait_log("control partitions assigned", Duration::from_secs(60));
+    env.submit(
+        "one",
+        &command("one", "t_sone", 1, r#","batch_size":500,"parallelism":2"#),
+    )
+    .await;
+    let fin = env.wait_final("one", Duration::from_secs(120));
+    assert_eq!(
+        fin["status"],
+        "completed",
+        "{fin}\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    assert_eq!(fin["total_events_found"], rows.len() as i64, "{fin}");
+    assert_exactly_once(&env, &expected);
+    let parts = parts_of(&env, "one", Duration::from_secs(5));
+    let ran_on: Vec<BTreeSet<String>> = parts.iter().map(|p| instances_of(&env, p)).collect();
+    assert!(
+        ran_on.iter().all(|i| i.len() == 1) && ran_on[0] != ran_on[1],
+        "each part on its own instance: {ran_on:?}"
+    );
 }
 
 /// Cancelling a split job cancels every part: the split job and each part end `cancelled`.

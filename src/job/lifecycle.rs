@@ -102,13 +102,18 @@ pub enum Verdict {
 /// Decides a parsed command (SPEC §3): disabled → reject; a bad command → reject naming the field; an existing
 /// job id → duplicate; a control request for an unknown job, or one that cannot apply to the job's status once
 /// its pending requests are honoured → reject.
+///
+/// A part of a split job that was accepted is no new replay: it is decided as if enabled, since rejecting it
+/// would leave its split job waiting for it for ever (instances may differ in `enabled` during a rollout).
 pub fn decide_command(
     parsed: Result<Command, CommandError>,
     ctx: &CommandContext<'_>,
     origin: &CommandOrigin,
     at: Stamp<'_>,
 ) -> Verdict {
-    if !ctx.enabled {
+    let part_of_accepted = matches!(&parsed, Ok(Command::Reprocess(spec))
+        if spec.parent_job_id.as_deref().is_some_and(|p| (ctx.lookup)(p).is_some()));
+    if !ctx.enabled && !part_of_accepted {
         let job_id = match &parsed {
             Ok(c) => c.job_id().to_string(),
             Err(e) => e.job_id.clone(),
@@ -339,16 +344,24 @@ pub fn hand_on(
         return None;
     }
     let mut requests = Vec::new();
+    // Each part's pending requests grow by those handed on, so a request is judged after the ones before it
+    // (a pause then a resume reach a running part both).
+    let mut parts: Vec<(&Checkpoint, Vec<ControlRequest>)> = parts
+        .iter()
+        .flatten()
+        .map(|(cp, pending)| (cp, pending.clone()))
+        .collect();
     for req in pending {
-        for (k, part) in parts.iter().flatten().enumerate() {
-            let (part_cp, part_pending) = part;
+        for (k, (part_cp, part_pending)) in parts.iter_mut().enumerate() {
             if control_problem(req.action, part_cp, part_pending).is_none() {
-                requests.push(ControlRequest {
+                let handed = ControlRequest {
                     request_id: format!("{}.{k}", req.request_id),
                     job_id: part_cp.job_id.clone(),
                     action: req.action,
                     at_ms: req.at_ms,
-                });
+                };
+                part_pending.push(handed.clone());
+                requests.push(handed);
             }
         }
     }
@@ -650,6 +663,27 @@ mod tests {
             (Running, [ResultStatus::Resumed].as_slice()),
             "a resume is announced at once"
         );
+        // Requests in a row are judged one after the other: a pause then a resume both reach the running
+        // part (judged each on the part's checkpoint, the resume was refused and the part stayed paused).
+        let (_, requests) = hand_on(
+            &with_status(Running),
+            &[req(8, Pause), req(9, Resume)],
+            &parts,
+            at(9),
+        )
+        .unwrap();
+        let handed: Vec<_> = requests
+            .iter()
+            .map(|r| (r.job_id.as_str(), r.action))
+            .collect();
+        assert_eq!(
+            handed,
+            [
+                ("j1.part-0", Pause),
+                ("j1.part-0", Resume),
+                ("j1.part-2", Resume)
+            ]
+        );
         let waiting = vec![Some(part(0, Running)), None];
         assert!(hand_on(&with_status(Running), &[req(7, Cancel)], &waiting, at(9)).is_none());
         assert!(hand_on(&with_status(Running), &[], &parts, at(9)).is_none());
@@ -701,9 +735,24 @@ mod tests {
             Verdict::Duplicate { job_id, .. } if job_id == "j1"
         ));
         assert!(matches!(
-            decide_command(Ok(Command::Reprocess(Box::new(new_spec))), &ctx(false, false), &origin(), at(5)),
+            decide_command(Ok(Command::Reprocess(Box::new(new_spec.clone()))), &ctx(false, false), &origin(), at(5)),
             Verdict::Reject { reason, .. } if reason == "disabled"
         ));
+        // Disabled: a part of an accepted split job (`j1`) is still accepted; one of an unknown job is not.
+        for (parent, accepted) in [("j1", true), ("gone", false)] {
+            let part = JobSpec {
+                job_id: format!("{parent}.part-1"),
+                parent_job_id: Some(parent.into()),
+                ..new_spec.clone()
+            };
+            let v = decide_command(
+                Ok(Command::Reprocess(Box::new(part))),
+                &ctx(false, false),
+                &origin(),
+                at(5),
+            );
+            assert_eq!(matches!(v, Verdict::Accept { .. }), accepted, "{v:?}");
+        }
         let bad = CommandError {
             job_id: "x".into(),
             reason: "field `tenant_id`: required".into(),

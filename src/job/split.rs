@@ -269,8 +269,8 @@ pub fn ranges(
             Piece::DayCut { day, parts, .. } => {
                 let (a, b) = clip(day * DAY_MS, (day + 1) * DAY_MS);
                 match cut(*day, *parts) {
-                    Cut::Time => out.extend(time_slices(a, b, *parts)),
-                    Cut::Customers(bounds) => {
+                    // Customers that give every part rows of its own: ranges between the boundaries.
+                    Cut::Customers(bounds) if bounds.len() + 1 == *parts => {
                         let mut from = None;
                         for to in bounds.iter().map(|b| Some(b.clone())).chain([None]) {
                             out.push(PartRange {
@@ -280,16 +280,10 @@ pub fn ranges(
                             });
                             from = to;
                         }
-                        // Fewer customers than parts: the remaining parts are empty ranges.
-                        let last = bounds.last().cloned();
-                        for _ in bounds.len() + 1..*parts {
-                            out.push(PartRange {
-                                customer_from: last.clone(),
-                                customer_to: last.clone(),
-                                ..whole(a, b)
-                            });
-                        }
                     }
+                    // Too few customers to share the day (one customer, or one holding most rows): the day
+                    // is cut by time instead, which any data divides.
+                    Cut::Customers(_) | Cut::Time => out.extend(time_slices(a, b, *parts)),
                 }
             }
         }
@@ -306,12 +300,30 @@ fn whole(start_ms: i64, end_ms: i64) -> PartRange {
     }
 }
 
-/// `[start_ms, end_ms)` in `n` equal time slices.
+/// A part that selects nothing: the whole of `[start_ms, end_ms)` (a valid time range, as every command
+/// needs) and the customer range `"" <= c < ""`, which no customer is in.
+fn empty(start_ms: i64, end_ms: i64) -> PartRange {
+    PartRange {
+        customer_from: Some(String::new()),
+        customer_to: Some(String::new()),
+        ..whole(start_ms, end_ms)
+    }
+}
+
+/// `[start_ms, end_ms)` (non-empty) in `n` equal time slices at millisecond boundaries; a slice narrower
+/// than a millisecond (a range shorter than `n` ms) is an [`empty`] part instead.
 pub fn time_slices(start_ms: i64, end_ms: i64, n: usize) -> Vec<PartRange> {
     let n = n.max(1) as i64;
     let span = end_ms - start_ms;
     (0..n)
-        .map(|k| whole(start_ms + span * k / n, start_ms + span * (k + 1) / n))
+        .map(|k| {
+            let (a, b) = (start_ms + span * k / n, start_ms + span * (k + 1) / n);
+            if a < b {
+                whole(a, b)
+            } else {
+                empty(start_ms, end_ms)
+            }
+        })
         .collect()
 }
 
@@ -653,10 +665,76 @@ mod tests {
             &|_, _| Cut::Customers(vec!["m".into()]),
         );
         assert_eq!(fewer.len(), 3);
-        assert_eq!(
-            fewer[2].customer_from, fewer[2].customer_to,
-            "an empty range"
+        assert!(
+            fewer.iter().all(|r| r.customer_from.is_none()),
+            "too few customers for the parts: cut by time, {fewer:?}"
         );
+    }
+
+    /// How many of `ranges` hold a row at `t` of customer `c`.
+    fn holders(ranges: &[PartRange], t: i64, c: &str) -> usize {
+        ranges
+            .iter()
+            .filter(|r| {
+                r.start_ms <= t
+                    && t < r.end_ms
+                    && r.customer_from.as_deref().is_none_or(|f| f <= c)
+                    && r.customer_to.as_deref().is_none_or(|to| c < to)
+            })
+            .count()
+    }
+
+    #[test]
+    fn every_row_is_in_exactly_one_part_whatever_the_counts() {
+        // (rows per customer of the cut day, parts, the job's range) → each probe (instant, customer) of the
+        // range is in exactly one part. One customer, or one holding most rows, gave no boundary and
+        // every part the whole day (each row published `parts` times).
+        type Case = (Vec<(&'static str, u64)>, usize, (i64, i64));
+        let day = DAY_MS;
+        let cases: Vec<Case> = vec![
+            (vec![("acme", 50_000)], 4, (0, day)),
+            (vec![("a", 1), ("b", 100)], 2, (0, day)),
+            (vec![("a", 10), ("b", 10), ("c", 10)], 4, (0, day)),
+            (vec![("a", 5), ("b", 5), ("c", 5), ("d", 5)], 4, (0, day)),
+            (vec![], 3, (0, day)),
+            (vec![("a", 9)], 8, (day - 3, day)),
+            (vec![("a", 90), ("b", 5), ("c", 5)], 3, (17, day - 17)),
+        ];
+        let customers = ["", "a", "acme", "b", "bb", "c", "d", "zz"];
+        for (counts, parts, (start, end)) in cases {
+            let counts: Vec<(String, u64)> =
+                counts.iter().map(|(c, n)| (c.to_string(), *n)).collect();
+            let bounds = customer_boundaries(&counts, parts);
+            let rows = counts.iter().map(|(_, n)| n).sum();
+            let pieces = [Piece::DayCut {
+                day: 0,
+                parts,
+                rows,
+            }];
+            let r = ranges(start, end, &pieces, &|_, _| Cut::Customers(bounds.clone()));
+            assert_eq!(r.len(), parts, "{counts:?}: {r:?}");
+            let span = end - start;
+            for t in [
+                start,
+                start + 1,
+                start + span / 3,
+                start + span / 2,
+                end - 1,
+            ] {
+                for c in customers {
+                    assert_eq!(holders(&r, t, c), 1, "{counts:?} t={t} c={c:?}: {r:?}");
+                }
+            }
+            assert_eq!(holders(&r, end, "a"), 0);
+        }
+        // Without counts the range is cut by time, also when it is shorter than the parts are many.
+        for (start, end, n) in [(0, day, 4), (5, 8, 7), (0, 1, 64)] {
+            let r = time_slices(start, end, n);
+            assert_eq!(r.len(), n);
+            for t in start..end.min(start + 10) {
+                assert_eq!(holders(&r, t, "x"), 1, "{r:?}");
+            }
+        }
     }
 
     #[test]

@@ -373,10 +373,12 @@ impl Env {
         self.start_daemon_with(&[])
     }
 
-    /// Starts another daemon instance of the same group: its own static membership id and metrics port.
+    /// Starts another daemon instance of the same group: its own static membership id, metrics port and
+    /// `instance_id` (`instance`, so results name it; kept across a restart).
     pub fn start_instance(&self, instance: &str) -> DaemonProcess {
         let port = free_port().to_string();
         self.start_daemon_with(&[
+            ("REPROCESSOR_INSTANCE_ID", instance),
             (
                 "REPROCESSOR_KAFKA__GROUP_INSTANCE_ID",
                 &format!("i_{}_{instance}", self.name),
