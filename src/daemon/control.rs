@@ -255,35 +255,68 @@ impl Control {
                 Err(e) => {
                     warn!(partition, offset = origin.offset, error = %e, "command transaction not committed or outcome unknown; retrying");
                     self.producers.remove(&partition);
-                    let delay = delays.next().unwrap_or(Duration::from_secs(10));
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.cancelled() => return Handled::Shutdown,
-                    }
-                    if !owned(partition) {
-                        return Handled::Lost;
-                    }
-                    // A new producer fences the old one: the outcome is final now, and the offset tells it.
-                    match self.producer(partition).await {
-                        Err(TxnError::Fenced) => {
+                    match self
+                        .outcome(consumer, owned, origin, shutdown, &mut delays)
+                        .await
+                    {
+                        Outcome::Committed => {
+                            info!(
+                                partition,
+                                offset = origin.offset,
+                                "the command's transaction had committed"
+                            );
+                            return Handled::ReadBack {
+                                job_id: verdict_job(&decision.verdict).to_string(),
+                            };
+                        }
+                        Outcome::NotCommitted => {
+                            decision = self.decide(origin, payload, slots_full).await
+                        }
+                        Outcome::Lost => {
                             seek_back(consumer, origin);
                             return Handled::Lost;
                         }
-                        Err(_) => continue,
-                        Ok(_) => {}
+                        Outcome::Shutdown => return Handled::Shutdown,
                     }
-                    if offset_committed(consumer, origin).await {
-                        info!(
-                            partition,
-                            offset = origin.offset,
-                            "the command's transaction had committed"
-                        );
-                        return Handled::ReadBack {
-                            job_id: verdict_job(&decision.verdict).to_string(),
-                        };
-                    }
-                    decision = self.decide(origin, payload, slots_full).await;
                 }
+            }
+        }
+    }
+
+    /// The outcome of a command transaction that failed with its outcome unknown, learned before anything is
+    /// written again (a second attempt of a transaction that had committed would give the command a second
+    /// verdict): a new producer fences the old one, so the outcome is final, and the group's committed offset
+    /// tells it. Retried (after `delays`) until the offset is read, the partition is lost, or shutdown.
+    async fn outcome(
+        &mut self,
+        consumer: &Arc<ControlConsumer>,
+        owned: &dyn Fn(i32) -> bool,
+        origin: &CommandOrigin,
+        shutdown: &CancellationToken,
+        delays: &mut impl Iterator<Item = Duration>,
+    ) -> Outcome {
+        let partition = origin.partition;
+        loop {
+            let delay = delays.next().unwrap_or(Duration::from_secs(10));
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.cancelled() => return Outcome::Shutdown,
+            }
+            if !owned(partition) {
+                return Outcome::Lost;
+            }
+            let read = match self.producer(partition).await {
+                Err(TxnError::Fenced) => return Outcome::Lost,
+                Err(e) => Err(e.to_string()),
+                Ok(_) => offset_committed(consumer, origin).await,
+            };
+            match Outcome::of(read) {
+                Some(outcome) => return outcome,
+                None => warn!(
+                    partition,
+                    offset = origin.offset,
+                    "the outcome of the command's transaction is not known yet; asking again"
+                ),
             }
         }
     }
@@ -346,22 +379,67 @@ fn seek_back(consumer: &ControlConsumer, origin: &CommandOrigin) {
     }
 }
 
+/// What became of a command transaction whose outcome was unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// The group's offset is past the command: the command has its verdict (this transaction's; or, were
+    /// the partition lost meanwhile, its new owner's: either way it must not be decided again).
+    Committed,
+    /// The offset is not past the command: nothing was written; decide it again.
+    NotCommitted,
+    /// The partition is not this instance's any more.
+    Lost,
+    Shutdown,
+}
+
+impl Outcome {
+    /// The outcome a read of the committed offset tells (`Ok(true)`: past the command); `None` when the read
+    /// failed, which tells nothing (taking it for "not committed" decided a committed command again).
+    fn of(read: Result<bool, String>) -> Option<Outcome> {
+        match read {
+            Ok(true) => Some(Outcome::Committed),
+            Ok(false) => Some(Outcome::NotCommitted),
+            Err(_) => None,
+        }
+    }
+}
+
 /// Whether the group has committed an offset past `origin` (so a transaction whose outcome was unknown did
-/// commit). With `isolation.level=read_committed` the fetch waits for pending transactional offsets.
-async fn offset_committed(consumer: &Arc<ControlConsumer>, origin: &CommandOrigin) -> bool {
+/// commit); an error when the offset could not be read. With `isolation.level=read_committed` the fetch waits
+/// for pending transactional offsets. No committed offset at all is "not past".
+async fn offset_committed(
+    consumer: &Arc<ControlConsumer>,
+    origin: &CommandOrigin,
+) -> Result<bool, String> {
     let (consumer, origin) = (consumer.clone(), origin.clone());
     tokio::task::spawn_blocking(move || {
         let mut tpl = TopicPartitionList::new();
-        let _ = tpl.add_partition(&origin.topic, origin.partition);
-        let committed = consumer.committed_offsets(tpl, Duration::from_secs(10));
-        let result = committed.ok().and_then(|c| {
-            c.elements().first().and_then(|e| match e.offset() {
-                Offset::Offset(x) => Some(x > origin.offset),
-                _ => None,
-            })
-        });
-        result.unwrap_or(false)
+        tpl.add_partition(&origin.topic, origin.partition);
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        let element = committed.elements().into_iter().next();
+        match element.map(|e| (e.error(), e.offset())) {
+            Some((Err(e), _)) => Err(e.to_string()),
+            Some((Ok(()), Offset::Offset(x))) => Ok(x > origin.offset),
+            Some((Ok(()), Offset::Invalid | Offset::Beginning | Offset::Stored)) | None => {
+                Ok(false)
+            }
+            Some((Ok(()), other)) => Err(format!("unexpected committed offset {other:?}")),
+        }
     })
     .await
-    .unwrap_or(false)
+    .map_err(|e| e.to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Outcome;
+
+    #[test]
+    fn an_unread_offset_tells_no_outcome() {
+        assert_eq!(Outcome::of(Ok(true)), Some(Outcome::Committed));
+        assert_eq!(Outcome::of(Ok(false)), Some(Outcome::NotCommitted));
+        assert_eq!(Outcome::of(Err("coordinator moving".into())), None);
+    }
 }
