@@ -310,12 +310,35 @@ pub fn is_size_refusal(name: &str) -> bool {
 }
 
 /// What producing a transaction's records came to.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Produced {
     /// Records the broker (or the client) refused: (tag, librdkafka error name).
     refused: Vec<(Option<usize>, String)>,
     /// The first failure that is not about one record (e.g. the transaction became abortable).
     other: Option<KafkaError>,
+}
+
+impl Produced {
+    /// Sorts the failures of a transaction's `records` (index of the record, its send's or delivery's error):
+    /// an error that concerns the record itself ([`refuses_the_record`]) names it; any other (`_STATE` once
+    /// the transaction is abortable, a timeout, …) names no record, whichever record it was reported for.
+    fn of(
+        records: &[OutRecord],
+        failures: impl IntoIterator<Item = (usize, KafkaError)>,
+    ) -> Produced {
+        let mut out = Produced::default();
+        for (i, e) in failures {
+            match e.rdkafka_error_code() {
+                Some(code) if refuses_the_record(code) => {
+                    out.refused.push((records[i].tag, error_name(code)))
+                }
+                _ => {
+                    out.other.get_or_insert(e);
+                }
+            }
+        }
+        out
+    }
 }
 
 impl TxnProducer {
@@ -410,27 +433,20 @@ impl TxnProducer {
     /// Sends every record of the open transaction and waits for their delivery reports: one blocking flush
     /// (librdkafka sends at once, ignoring `linger.ms`, and returns when every report was served).
     async fn produce(&self, records: &[OutRecord]) -> Produced {
-        let mut out = Produced::default();
         self.producer
             .context()
             .failed
             .lock()
             .expect("delivery lock")
             .clear();
+        let mut send_failure = None;
         for (i, r) in records.iter().enumerate() {
             if let Err(e) = self.send(i, r).await {
-                match e.rdkafka_error_code() {
-                    Some(code) if refuses_the_record(code) => {
-                        out.refused.push((r.tag, error_name(code)))
-                    }
-                    _ => out.other = Some(e),
-                }
+                send_failure = Some((i, e));
                 break;
             }
         }
-        if let Err(e) = self.flush().await {
-            out.other.get_or_insert(e);
-        }
+        let flushed = self.flush().await;
         let failed = std::mem::take(
             &mut *self
                 .producer
@@ -439,15 +455,9 @@ impl TxnProducer {
                 .lock()
                 .expect("delivery lock"),
         );
-        for (i, e) in failed {
-            match e.rdkafka_error_code() {
-                Some(code) if refuses_the_record(code) => {
-                    out.refused.push((records[i].tag, error_name(code)))
-                }
-                _ => {
-                    out.other.get_or_insert(e);
-                }
-            }
+        let mut out = Produced::of(records, send_failure.into_iter().chain(failed));
+        if let Err(e) = flushed {
+            out.other.get_or_insert(e);
         }
         out
     }
@@ -556,6 +566,58 @@ impl TxnProducer {
 mod tests {
     use super::*;
     use rdkafka::ClientConfig;
+
+    /// Once one record is refused the transaction is abortable and every later send or delivery fails with
+    /// `_STATE`: only the refused record is named, never a valid row nor the checkpoint after it.
+    #[test]
+    fn only_errors_about_a_record_name_it() {
+        let record = |tag| OutRecord {
+            topic: "t".into(),
+            partition: None,
+            key: Vec::new(),
+            value: None,
+            headers: Vec::new(),
+            tag,
+        };
+        let records = [
+            record(Some(0)),
+            record(Some(1)),
+            record(Some(2)),
+            record(None),
+        ];
+        let err = |code| KafkaError::MessageProduction(code);
+        // (failures by record index) → (refused tags and names, whether another error remains)
+        type Case = (
+            Vec<(usize, RDKafkaErrorCode)>,
+            Vec<(Option<usize>, &'static str)>,
+            bool,
+        );
+        let cases: Vec<Case> = vec![
+            (vec![], vec![], false),
+            (
+                vec![
+                    (1, RDKafkaErrorCode::MessageSizeTooLarge),
+                    (2, RDKafkaErrorCode::State),
+                    (3, RDKafkaErrorCode::State),
+                ],
+                vec![(Some(1), "MSG_SIZE_TOO_LARGE")],
+                true,
+            ),
+            (vec![(3, RDKafkaErrorCode::State)], vec![], true),
+            (vec![(0, RDKafkaErrorCode::MessageTimedOut)], vec![], true),
+            (
+                vec![(2, RDKafkaErrorCode::InvalidRecord)],
+                vec![(Some(2), "INVALID_RECORD")],
+                false,
+            ),
+        ];
+        for (failures, refused, other) in cases {
+            let p = Produced::of(&records, failures.iter().map(|(i, c)| (*i, err(*c))));
+            let names: Vec<(Option<usize>, &str)> =
+                p.refused.iter().map(|(t, n)| (*t, n.as_str())).collect();
+            assert_eq!((names, p.other.is_some()), (refused, other), "{failures:?}");
+        }
+    }
 
     #[test]
     fn size_refusals_are_told_from_other_refusals() {
