@@ -130,8 +130,50 @@ struct Inner {
     watermarks: BaseConsumer<KafkaLogContext>,
     table: Mutex<Table>,
     progressed: Notify,
-    /// Partitions being waited on by [`StateStore::sync_partition`] (for `/readyz` detail), with since when.
-    waits: Mutex<BTreeMap<i32, Instant>>,
+    /// The waits of [`StateStore::sync_partition`] calls (for `/readyz` detail): since when, by (partition,
+    /// waiter), so that several jobs waiting on one partition each keep theirs.
+    waits: Mutex<BTreeMap<(i32, u64), Instant>>,
+    /// The next waiter's number.
+    waiters: std::sync::atomic::AtomicU64,
+}
+
+/// One [`StateStore::sync_partition`] call's entry in the waits, removed when the call ends or its future is
+/// dropped (a caller's timeout or `select!`), so `/readyz` never shows a wait nobody waits any more.
+struct Waiting<'a> {
+    inner: &'a Inner,
+    key: (i32, u64),
+}
+
+impl<'a> Waiting<'a> {
+    fn new(inner: &'a Inner, partition: i32, since: Instant) -> Waiting<'a> {
+        let n = inner
+            .waiters
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = (partition, n);
+        inner.waits.lock().expect("waits lock").insert(key, since);
+        Waiting { inner, key }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.inner
+            .waits
+            .lock()
+            .expect("waits lock")
+            .remove(&self.key);
+    }
+}
+
+/// Per partition, the longest of `waits` in seconds at `now`.
+fn longest_waits(waits: &BTreeMap<(i32, u64), Instant>, now: Instant) -> Vec<(i32, u64)> {
+    let mut out: BTreeMap<i32, u64> = BTreeMap::new();
+    for ((partition, _), since) in waits {
+        let secs = now.saturating_duration_since(*since).as_secs();
+        let e = out.entry(*partition).or_default();
+        *e = (*e).max(secs);
+    }
+    out.into_iter().collect()
 }
 
 /// The job table built from the state topic. Cheap to clone.
@@ -195,6 +237,7 @@ impl StateStore {
             table: Mutex::new(Table::default()),
             progressed: Notify::new(),
             waits: Mutex::new(BTreeMap::new()),
+            waiters: Default::default(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let tail = inner.clone();
@@ -310,11 +353,7 @@ impl StateStore {
         {
             return Ok(());
         }
-        self.inner
-            .waits
-            .lock()
-            .expect("waits lock")
-            .insert(partition, started);
+        let waiting = Waiting::new(&self.inner, partition, started);
         let reached = loop {
             let position = self.position(partition);
             warn!(
@@ -334,11 +373,7 @@ impl StateStore {
                 break false;
             }
         };
-        self.inner
-            .waits
-            .lock()
-            .expect("waits lock")
-            .remove(&partition);
+        drop(waiting);
         if reached {
             tracing::info!(
                 partition,
@@ -354,15 +389,13 @@ impl StateStore {
         }
     }
 
-    /// Partitions [`StateStore::sync_partition`] is waiting on, with seconds waited so far.
+    /// Partitions [`StateStore::sync_partition`] is waiting on, with the longest wait on each so far in
+    /// seconds.
     pub fn waits(&self) -> Vec<(i32, u64)> {
-        self.inner
-            .waits
-            .lock()
-            .expect("waits lock")
-            .iter()
-            .map(|(p, since)| (*p, since.elapsed().as_secs()))
-            .collect()
+        longest_waits(
+            &self.inner.waits.lock().expect("waits lock"),
+            Instant::now(),
+        )
     }
 
     /// The next offset the tail reads on `partition`.
@@ -517,6 +550,17 @@ mod tests {
     fn put(table: &mut Table, r: &ControlRequest) {
         let key = control_key(r);
         apply(table, Some(key.as_bytes()), Some(&r.encode()), 0, 0);
+    }
+
+    #[test]
+    fn waits_on_one_partition_are_each_kept() {
+        let now = Instant::now();
+        let ago = |s| now - Duration::from_secs(s);
+        let mut waits = BTreeMap::from([((2, 0), ago(30)), ((2, 1), ago(5)), ((4, 2), ago(1))]);
+        assert_eq!(longest_waits(&waits, now), [(2, 30), (4, 1)]);
+        // The first waiter on partition 2 is done: the second still waits (one entry per partition lost it).
+        waits.remove(&(2, 0));
+        assert_eq!(longest_waits(&waits, now), [(2, 5), (4, 1)]);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use serde_json::Value;
 use support::harness::{
     Env, InsertRow, assert_exactly_once, expected_events, realistic_payload, realistic_rows,
-    reprocess_command, rfc3339,
+    reprocess_command, rfc3339, try_http_get,
 };
 use support::{DAY, T0};
 
@@ -102,9 +102,24 @@ async fn an_open_foreign_transaction_on_the_state_topic_hides_no_checkpoint() {
     wait_published(&env, "lso-1", before + 3_000, Duration::from_secs(60));
     daemon.kill();
     let mut daemon = env.start_daemon();
-    // The restarted daemon must wait for the open transaction rather than resume from an older checkpoint.
-    std::thread::sleep(Duration::from_secs(12));
+    // The restarted daemon must wait for the open transaction rather than resume from an older checkpoint,
+    // and say so in /readyz.
+    let held_until = Instant::now() + Duration::from_secs(12);
+    let mut shown = None;
+    while Instant::now() < held_until {
+        if let Ok((_, body)) = try_http_get(env.metrics_port, "/readyz")
+            && body.contains("\"waited_secs\"")
+        {
+            shown.get_or_insert(body);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     foreign.abort_transaction(Duration::from_secs(30)).unwrap();
+    assert!(
+        shown.is_some(),
+        "/readyz never showed the wait for the state partition:\n{}",
+        daemon.log()
+    );
 
     let fin = env.wait_final("lso-1", Duration::from_secs(180));
     let log = daemon.log();
@@ -480,83 +495,147 @@ async fn a_cancel_followed_at_once_by_a_resume_cancels() {
     );
 }
 
-/// Several jobs on two daemons of one group, with the daemons killed and frozen at random: every job
-/// completes with exact counters and every event is published exactly once.
+/// A small seeded generator for the chaos schedule (xorshift64*): `EO_CHAOS_SEED` replays a run.
+struct Chaos(u64);
+
+impl Chaos {
+    fn new() -> Chaos {
+        let seed = std::env::var("EO_CHAOS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("chaos schedule seed: EO_CHAOS_SEED={seed}");
+        Chaos(seed | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// Four throttled jobs on two daemons of one group (`a` a static member, `b` a dynamic one, so that its
+/// deaths move control partitions too), 5 SIGKILLs and 2 SIGSTOPs of 15 s (past the session timeout) at
+/// random moments and instances, each while jobs still run: every job completes once with exact counters,
+/// every command has one verdict, and every event is published exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_jobs_two_daemons_kills_and_stalls_lose_and_duplicate_nothing() {
     let env = Env::new("eo_chaos").await;
     let jobs = ["chaos-a", "chaos-b", "chaos-c", "chaos-d"];
-    let mut all_rows: Vec<InsertRow> = Vec::new();
+    let rows_of = |k: usize| 11_000 + 500 * k as u64;
+    let mut rows: Vec<Vec<InsertRow>> = Vec::new();
     for (k, job) in jobs.iter().enumerate() {
-        all_rows.extend(realistic_rows(
+        rows.push(realistic_rows(
             &format!("t_{job}"),
             "e1",
-            9_000 + 500 * k as u64,
+            rows_of(k),
             T0,
             DAY,
         ));
     }
+    let all_rows: Vec<InsertRow> = rows.concat();
     env.insert(&all_rows).await;
-    let mut a = env.start_instance("a");
+    let start = |who: &str| {
+        if who == "a" {
+            env.start_instance("a")
+        } else {
+            env.start_dynamic_instance("b")
+        }
+    };
+    let mut a = start("a");
     env.wait_topics(Duration::from_secs(60));
-    let mut b = env.start_instance("b");
+    let mut b = start("b");
     for job in jobs {
         env.submit(
             job,
             &command(
                 job,
                 &format!("t_{job}"),
-                r#","batch_size":300,"max_events_per_second":300"#,
+                r#","batch_size":300,"max_events_per_second":250"#,
             ),
         )
         .await;
     }
-    // (seconds after the previous step, what happens)
-    let plan: [(u64, &str); 7] = [
-        (4, "kill a"),
-        (4, "kill b"),
-        (3, "stop a"),
-        (4, "kill b"),
-        (4, "kill a"),
-        (3, "stop b"),
-        (4, "kill a"),
-    ];
-    for (wait, step) in plan {
-        std::thread::sleep(Duration::from_secs(wait));
-        let (who, other) = if step.ends_with('a') {
-            (&mut a, "a")
+    // 5 kills and 2 stalls in a random order, on random instances, 2 to 5 s apart.
+    let mut chaos = Chaos::new();
+    let mut steps = vec!["kill"; 5];
+    steps.extend(["stop"; 2]);
+    for i in (1..steps.len()).rev() {
+        steps.swap(i, chaos.below(i as u64 + 1) as usize);
+    }
+    for step in steps {
+        std::thread::sleep(Duration::from_secs(2 + chaos.below(4)));
+        let running = jobs
+            .iter()
+            .filter(|j| {
+                !env.results(j)
+                    .iter()
+                    .any(|v| v["status"] == "completed" || v["status"] == "failed")
+            })
+            .count();
+        assert!(
+            running > 0,
+            "every job ended before the chaos did: the schedule no longer tests anything"
+        );
+        let who = if chaos.below(2) == 0 { "a" } else { "b" };
+        eprintln!("chaos: {step} {who} ({running} jobs running)");
+        let daemon = if who == "a" { &mut a } else { &mut b };
+        if step == "kill" {
+            daemon.kill();
+            *daemon = start(who);
         } else {
-            (&mut b, "b")
-        };
-        if step.starts_with("kill") {
-            who.kill();
-            *who = env.start_instance(other);
-        } else {
-            who.stop();
+            daemon.stop();
             std::thread::sleep(Duration::from_secs(15));
-            who.cont();
+            daemon.cont();
         }
     }
-    for (k, job) in jobs.iter().enumerate() {
-        let fin = env.wait_final(job, Duration::from_secs(300));
+    let finals: Vec<Value> = jobs
+        .iter()
+        .map(|job| env.wait_final(job, Duration::from_secs(300)))
+        .collect();
+    let dead_letters = env.read_all("dlq");
+    for (k, (job, fin)) in jobs.iter().zip(&finals).enumerate() {
+        let logs = || format!("{}\n{}", a.log(), b.log());
+        assert_eq!(fin["status"], "completed", "{job}: {fin}\n{}", logs());
+        let published = expected_events(&rows[k]).len() as i64;
+        let found = rows_of(k) as i64;
+        let counters = [
+            "total_events_found",
+            "total_events_published",
+            "total_events_failed",
+            "total_events_sampled_out",
+        ]
+        .map(|c| fin[c].as_i64().unwrap_or(-1));
+        assert_eq!(counters, [found, published, 0, 0], "{job}: {fin}");
+        let not_published = ["total_events_dropped", "total_transformation_errors"]
+            .map(|c| fin[c].as_i64().unwrap_or(-1));
         assert_eq!(
-            fin["status"],
-            "completed",
-            "{job}: {fin}\n{}\n{}",
-            a.log(),
-            b.log()
-        );
-        assert_eq!(
-            fin["total_events_found"],
-            9_000 + 500 * k as i64,
+            not_published.iter().sum::<i64>(),
+            found - published,
             "{job}: {fin}"
         );
-        let finals = env
-            .results(job)
+        let results = env.results(job);
+        for (status, n) in [
+            ("accepted", 1),
+            ("completed", 1),
+            ("rejected", 0),
+            ("duplicate", 0),
+        ] {
+            let got = results.iter().filter(|v| v["status"] == status).count();
+            assert_eq!(got, n, "{job}: {n} `{status}` expected: {results:?}");
+        }
+        let job_dead_letters = dead_letters
             .iter()
-            .filter(|v| v["status"] == "completed")
-            .count();
-        assert_eq!(finals, 1, "{job}");
+            .filter(|r| r.headers.get("job_id").map(String::as_str) == Some(*job))
+            .count() as i64;
+        assert_eq!(job_dead_letters, found - published, "{job}: dead letters");
     }
     assert_exactly_once(&env, &expected_events(&all_rows));
 }

@@ -6,14 +6,13 @@
 mod support;
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use raw_events_reprocessor::batch::sampled_in;
 use serde_json::Value;
 use support::harness::{
-    Env, InsertRow, assert_exactly_once, expected_events, realistic_payload, realistic_rows,
-    reprocess_command, rfc3339,
+    Env, InsertRow, assert_exactly_once, expected_events, http_get, realistic_payload,
+    realistic_rows, reprocess_command, rfc3339,
 };
 use support::{DAY, T0};
 use support::{OwnServices, clickhouse_url, require_services};
@@ -63,26 +62,6 @@ fn counters(v: &Value) -> [i64; 6] {
         "total_events_sampled_out",
     ]
     .map(|k| v[k].as_i64().unwrap_or(-1))
-}
-
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut s =
-        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the HTTP endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|x| x.1)
-        .unwrap_or("")
-        .to_string();
-    (code, body)
 }
 
 /// The body of `GET /metrics`, asserting 200.

@@ -374,20 +374,30 @@ impl Env {
     }
 
     /// Starts another daemon instance of the same group: its own static membership id, metrics port and
-    /// `instance_id` (`instance`, so results name it; kept across a restart).
+    /// `instance_id` (`instance`, so results name it; kept across a restart). A restarted static member
+    /// takes its control partitions back at once.
     pub fn start_instance(&self, instance: &str) -> DaemonProcess {
+        let group_instance_id = format!("i_{}_{instance}", self.name);
+        self.start_member(instance, Some(&group_instance_id))
+    }
+
+    /// Like [`Env::start_instance`], as a dynamic member of the group (no `group.instance.id`): when it dies,
+    /// its control partitions move to the other instances after the session timeout.
+    pub fn start_dynamic_instance(&self, instance: &str) -> DaemonProcess {
+        self.start_member(instance, None)
+    }
+
+    fn start_member(&self, instance: &str, group_instance_id: Option<&str>) -> DaemonProcess {
         let port = free_port().to_string();
-        self.start_daemon_with(&[
+        let metrics = format!("127.0.0.1:{port}");
+        let mut vars = vec![
             ("REPROCESSOR_INSTANCE_ID", instance),
-            (
-                "REPROCESSOR_KAFKA__GROUP_INSTANCE_ID",
-                &format!("i_{}_{instance}", self.name),
-            ),
-            (
-                "REPROCESSOR_OBSERVABILITY__METRICS_ADDRESS",
-                &format!("127.0.0.1:{port}"),
-            ),
-        ])
+            ("REPROCESSOR_OBSERVABILITY__METRICS_ADDRESS", &metrics),
+        ];
+        if let Some(id) = group_instance_id {
+            vars.push(("REPROCESSOR_KAFKA__GROUP_INSTANCE_ID", id));
+        }
+        self.start_daemon_with(&vars)
     }
 
     /// Starts `reprocessor run` with `overrides` on top of this namespace's environment.
@@ -944,4 +954,30 @@ pub fn assert_exactly_once(env: &Env, expected: &[String]) {
         out.len(),
         expected.len()
     );
+}
+
+/// `GET path` of the daemon's HTTP endpoint on loopback `port`: (status code, body).
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    try_http_get(port, path).expect("GET from the daemon's HTTP endpoint")
+}
+
+/// Like [`http_get`], with an error when the endpoint does not answer (e.g. the daemon is starting).
+pub fn try_http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
+    Ok((code, body))
 }
