@@ -563,23 +563,17 @@ fn optional_string(obj: &Map<String, Value>, field: &str) -> Result<Option<Strin
 }
 
 /// Formats UTC milliseconds as RFC 3339 with exactly three fractional digits and `Z`
-/// (the form of every time this product writes: results, dead letters, cursors).
+/// (the form of every time this product writes: results, dead letters, cursors); `<ms>ms` for an instant
+/// outside the years 0000-9999.
 pub fn format_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    match OffsetDateTime::from_unix_timestamp(secs) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            millis
-        ),
-        Err(_) => format!("{ms}ms"),
-    }
+    const MILLIS_Z: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .filter(|t| (0..=9999).contains(&t.year()))
+        .and_then(|t| t.format(MILLIS_Z).ok())
+        .unwrap_or_else(|| format!("{ms}ms"))
 }
 
 /// The current time, UTC milliseconds.
@@ -757,5 +751,7 @@ mod tests {
         assert_eq!(format_ms(1_704_067_200_123), "2024-01-01T00:00:00.123Z");
         assert_eq!(format_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(format_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(format_ms(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert_eq!(format_ms(i64::MAX), format!("{}ms", i64::MAX));
     }
 }

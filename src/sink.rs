@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use backon::{BlockingRetryable, ConstantBuilder, ExponentialBuilder, Retryable};
 use rdkafka::TopicPartitionList;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -363,24 +364,26 @@ impl TxnProducer {
             .create_with_context(DeliveryContext::default())
             .map_err(|e| TxnError::Fatal(e.to_string()))?;
         let op_timeout = cfg.kafka.operation_timeout();
-        let deadline = std::time::Instant::now() + cfg.kafka.init_timeout();
-        loop {
+        let init = || {
             let p = producer.clone();
-            let r = tokio::task::spawn_blocking(move || p.init_transactions(op_timeout))
-                .await
-                .expect("init task does not panic");
-            match r {
-                Ok(()) => break,
-                Err(e)
-                    if std::time::Instant::now() < deadline
-                        && matches!(classify(&e), TxnError::Retry(_)) =>
-                {
-                    warn!(transactional_id, error = %e, "init_transactions failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => return Err(classify(&e)),
+            async move {
+                tokio::task::spawn_blocking(move || p.init_transactions(op_timeout))
+                    .await
+                    .expect("init task does not panic")
             }
-        }
+        };
+        init.retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(250))
+                .with_max_delay(Duration::from_secs(2))
+                .without_max_times()
+                .with_total_delay(Some(cfg.kafka.init_timeout())),
+        )
+        .sleep(tokio::time::sleep)
+        .when(|e| matches!(classify(e), TxnError::Retry(_)))
+        .notify(|e, _| warn!(transactional_id, error = %e, "init_transactions failed; retrying"))
+        .await
+        .map_err(|e| classify(&e))?;
         Ok(TxnProducer {
             producer,
             op_timeout,
@@ -520,17 +523,12 @@ impl TxnProducer {
         let p = self.producer.clone();
         let t = self.op_timeout;
         let r = tokio::task::spawn_blocking(move || {
-            let mut tries = 0;
-            loop {
-                match p.commit_transaction(t) {
-                    Err(KafkaError::Transaction(e))
-                        if e.is_retriable() && !e.txn_requires_abort() && tries < 5 =>
-                    {
-                        tries += 1;
-                    }
-                    other => return other,
-                }
-            }
+            (|| p.commit_transaction(t))
+                .retry(ConstantBuilder::default().with_delay(Duration::ZERO).with_max_times(5))
+                .when(|e| {
+                    matches!(e, KafkaError::Transaction(e) if e.is_retriable() && !e.txn_requires_abort())
+                })
+                .call()
         })
         .await
         .expect("commit task does not panic");

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use backon::{ConstantBuilder, Retryable};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::{Notify, mpsc};
@@ -261,38 +262,42 @@ impl StateStore {
         uncommitted: bool,
         deadline: Instant,
     ) -> Result<HashMap<i32, i64>, StateError> {
-        loop {
+        let fetch = || {
             let inner = self.inner.clone();
             let parts = partitions.clone();
-            let r = tokio::task::spawn_blocking(move || {
-                let c = if uncommitted {
-                    &inner.watermarks
-                } else {
-                    &inner.consumer
-                };
-                let mut t = HashMap::new();
-                for p in parts {
-                    let (_, high) = c.fetch_watermarks(&inner.topic, p, Duration::from_secs(10))?;
-                    t.insert(p, high);
-                }
-                Ok::<_, rdkafka::error::KafkaError>(t)
-            })
-            .await
-            .expect("watermark task does not panic");
-            match r {
-                Ok(t) => return Ok(t),
-                Err(e) if Instant::now() < deadline => {
-                    debug!(error = %e, "state topic end not known yet; retrying");
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-                Err(e) => {
-                    return Err(StateError::Kafka {
-                        topic: self.inner.topic.clone(),
-                        error: e.to_string(),
-                    });
-                }
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    let c = if uncommitted {
+                        &inner.watermarks
+                    } else {
+                        &inner.consumer
+                    };
+                    let mut t = HashMap::new();
+                    for p in parts {
+                        let (_, high) =
+                            c.fetch_watermarks(&inner.topic, p, Duration::from_secs(10))?;
+                        t.insert(p, high);
+                    }
+                    Ok::<_, rdkafka::error::KafkaError>(t)
+                })
+                .await
+                .expect("watermark task does not panic")
             }
-        }
+        };
+        fetch
+            .retry(
+                ConstantBuilder::default()
+                    .with_delay(Duration::from_millis(300))
+                    .without_max_times(),
+            )
+            .sleep(tokio::time::sleep)
+            .when(|_| Instant::now() < deadline)
+            .notify(|e, _| debug!(error = %e, "state topic end not known yet; retrying"))
+            .await
+            .map_err(|e| StateError::Kafka {
+                topic: self.inner.topic.clone(),
+                error: e.to_string(),
+            })
     }
 
     /// Waits until the tail has read every partition in `targets` up to its offset, or `deadline` passes

@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::harness::{Env, realistic_rows, rfc3339};
+use support::{DAY, T0};
 
-const DAY: i64 = 86_400_000;
-/// 2024-03-01T00:00:00Z
-const T0: i64 = 1_709_251_200_000;
 /// A bootstrap server nothing listens on.
 const NOWHERE: &str = "127.0.0.1:1";
 

@@ -69,8 +69,8 @@ struct Event {
     version: u64,
 }
 
-const DAY_MS: i64 = 86_400_000;
-const START_MS: i64 = 1_735_689_600_000; // 2025-01-01T00:00:00Z
+/// 2025-01-01T00:00:00Z (the literals below name it).
+const START_MS: i64 = 1_735_689_600_000;
 
 fn event(i: usize) -> Event {
     Event {
@@ -123,8 +123,8 @@ async fn lz4_insert_then_select_with_bind_param_and_settings() {
     assert_eq!(count, rows.len() as u64);
 
     // `?` placeholders bound by the client, half-open time range as in SPEC §4.
-    let from = START_MS + DAY_MS / 4;
-    let to = START_MS + DAY_MS / 2;
+    let from = START_MS + support::DAY / 4;
+    let to = START_MS + support::DAY / 2;
     let got: Vec<Event> = client
         .query(&format!(
             "SELECT ?fields FROM {table} FINAL

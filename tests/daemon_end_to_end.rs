@@ -8,7 +8,8 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use raw_events_reprocessor::transform::{self, ErrorStage, Outcome};
+use raw_events_reprocessor::job::Disposition;
+use raw_events_reprocessor::transform::{self, Outcome};
 use serde_json::Value;
 use support::harness::{Env, InsertRow, realistic_payload, rfc3339};
 use support::{DAY, T0};
@@ -21,20 +22,14 @@ enum Expect {
 }
 
 fn expect_of(payload: &[u8], tenant: &str, env: &str) -> Expect {
-    match transform::transform(payload, tenant, env) {
-        Outcome::Event(e) => Expect::Event(e.json),
-        Outcome::Dropped(r) => Expect::Dead {
-            stage: "validation".into(),
-            reason: r.code().into(),
+    let outcome = transform::transform(payload, tenant, env);
+    match (Disposition::of(&outcome), outcome) {
+        (_, Outcome::Event(e)) => Expect::Event(e.json),
+        (Disposition::DeadLetter { stage, reason }, _) => Expect::Dead {
+            stage: stage.as_str().into(),
+            reason: reason.into(),
         },
-        Outcome::Error(e) if e.stage == ErrorStage::Encode => Expect::Dead {
-            stage: "publish".into(),
-            reason: "encode".into(),
-        },
-        Outcome::Error(e) => Expect::Dead {
-            stage: "transformation".into(),
-            reason: e.stage.code().into(),
-        },
+        (Disposition::Publish, other) => panic!("published without an event: {other:?}"),
     }
 }
 

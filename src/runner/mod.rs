@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::{ConstantBuilder, ExponentialBuilder, Retryable};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -568,16 +568,12 @@ impl Runner {
         error!(error, "reprocessing job failed");
         let t = lifecycle::fail(&self.cp, &error, self.ctx.stamp());
         let records = self.ctx.records.transition(&t, now_ms());
-        let txn = self.ctx.metrics.transaction();
-        match self.producer.commit(&records, None).await {
-            Ok(()) => {
-                txn.committed();
-                self.adopt(t.next, &[]);
-            }
-            Err(TxnError::Retry(_)) => drop(txn),
-            Err(_) => txn.aborted(),
+        // One attempt, through the one commit path: were `failed` not recorded either, the last checkpoint
+        // stands and the job's next task redoes the batch.
+        match self.commit(records, t.next, &t.honoured).await {
+            Break(exit) => exit,
+            Continue(_) => JobExit::Failed,
         }
-        JobExit::Failed
     }
 }
 
@@ -668,20 +664,25 @@ async fn load(
     stop: &CancellationToken,
 ) -> ControlFlow<JobExit, Checkpoint> {
     let partition = ctx.records.state_partition_of(job_id);
-    loop {
-        let synced = tokio::select! {
-            r = ctx.state.sync_partition(partition, ctx.cfg.kafka.transaction_timeout() * 2) => r,
-            _ = stop.cancelled() => return Break(JobExit::Stopped),
-        };
-        match synced {
-            Ok(()) => break,
-            Err(e) => {
-                warn!(error = %e, "cannot read the job's state partition to its end; retrying");
-                if sleep_or_stop(stop, Duration::from_secs(1)).await {
-                    return Break(JobExit::Stopped);
-                }
-            }
-        }
+    // Never from an older checkpoint: retried (each attempt waits up to twice the transaction timeout for
+    // the transactions open on the partition to end) until it is read, or `stop`.
+    let sync = || {
+        ctx.state
+            .sync_partition(partition, ctx.cfg.kafka.transaction_timeout() * 2)
+    };
+    let synced = sync
+        .retry(
+            ConstantBuilder::default()
+                .with_delay(Duration::from_secs(1))
+                .without_max_times(),
+        )
+        .sleep(tokio::time::sleep)
+        .notify(
+            |e, _| warn!(error = %e, "cannot read the job's state partition to its end; retrying"),
+        );
+    tokio::select! {
+        r = synced => r.expect("retried without end"),
+        _ = stop.cancelled() => return Break(JobExit::Stopped),
     }
     match ctx.state.checkpoint(job_id) {
         Some(cp) => Continue(cp),
