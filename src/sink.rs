@@ -320,18 +320,19 @@ struct Produced {
 }
 
 impl Produced {
-    /// Sorts the failures of a transaction's `records` (index of the record, its send's or delivery's error):
+    /// Sorts the failures of a transaction's records (`tags`: each record's [`OutRecord::tag`]; a failure: the
+    /// index of the record, its send's or delivery's error):
     /// an error that concerns the record itself ([`refuses_the_record`]) names it; any other (`_STATE` once
     /// the transaction is abortable, a timeout, …) names no record, whichever record it was reported for.
     fn of(
-        records: &[OutRecord],
+        tags: &[Option<usize>],
         failures: impl IntoIterator<Item = (usize, KafkaError)>,
     ) -> Produced {
         let mut out = Produced::default();
         for (i, e) in failures {
             match e.rdkafka_error_code() {
                 Some(code) if refuses_the_record(code) => {
-                    out.refused.push((records[i].tag, error_name(code)))
+                    out.refused.push((tags[i], error_name(code)))
                 }
                 _ => {
                     out.other.get_or_insert(e);
@@ -400,7 +401,7 @@ impl TxnProducer {
     /// send fails with `_STATE`, which blames nobody.
     pub async fn commit(
         &self,
-        records: &[OutRecord],
+        records: Vec<OutRecord>,
         offsets: Option<(TopicPartitionList, ConsumerGroupMetadata)>,
     ) -> Result<(), TxnError> {
         self.producer
@@ -435,7 +436,7 @@ impl TxnProducer {
 
     /// Sends every record of the open transaction and waits for their delivery reports: one blocking flush
     /// (librdkafka sends at once, ignoring `linger.ms`, and returns when every report was served).
-    async fn produce(&self, records: &[OutRecord]) -> Produced {
+    async fn produce(&self, records: Vec<OutRecord>) -> Produced {
         self.producer
             .context()
             .failed
@@ -449,6 +450,9 @@ impl TxnProducer {
                 break;
             }
         }
+        // librdkafka holds copies now: the records' memory is not kept while the transaction is in flight.
+        let tags: Vec<Option<usize>> = records.iter().map(|r| r.tag).collect();
+        drop(records);
         let flushed = self.flush().await;
         let failed = std::mem::take(
             &mut *self
@@ -458,7 +462,7 @@ impl TxnProducer {
                 .lock()
                 .expect("delivery lock"),
         );
-        let mut out = Produced::of(records, send_failure.into_iter().chain(failed));
+        let mut out = Produced::of(&tags, send_failure.into_iter().chain(failed));
         if let Err(e) = flushed {
             out.other.get_or_insert(e);
         }
@@ -569,20 +573,7 @@ mod tests {
     /// `_STATE`: only the refused record is named, never a valid row nor the checkpoint after it.
     #[test]
     fn only_errors_about_a_record_name_it() {
-        let record = |tag| OutRecord {
-            topic: "t".into(),
-            partition: None,
-            key: Vec::new(),
-            value: None,
-            headers: Vec::new(),
-            tag,
-        };
-        let records = [
-            record(Some(0)),
-            record(Some(1)),
-            record(Some(2)),
-            record(None),
-        ];
+        let tags = [Some(0), Some(1), Some(2), None];
         let err = |code| KafkaError::MessageProduction(code);
         // (failures by record index) → (refused tags and names, whether another error remains)
         type Case = (
@@ -610,7 +601,7 @@ mod tests {
             ),
         ];
         for (failures, refused, other) in cases {
-            let p = Produced::of(&records, failures.iter().map(|(i, c)| (*i, err(*c))));
+            let p = Produced::of(&tags, failures.iter().map(|(i, c)| (*i, err(*c))));
             let names: Vec<(Option<usize>, &str)> =
                 p.refused.iter().map(|(t, n)| (*t, n.as_str())).collect();
             assert_eq!((names, p.other.is_some()), (refused, other), "{failures:?}");

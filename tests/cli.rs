@@ -149,8 +149,7 @@ async fn kafka_flags_win_over_configuration_and_json_lines_follow_jobs() {
     let mut rows = realistic_rows("t_done", "e1", 400, T0, DAY);
     rows.extend(realistic_rows("t_slow", "e1", 3_000, T0, DAY));
     env.insert(&rows).await;
-    let daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let daemon = env.running_daemon();
     // The configured bootstrap server is wrong; -b (or -X bootstrap.servers) names the real one.
     let wrong = [
         ("REPROCESSOR_KAFKA__BOOTSTRAP_SERVERS", NOWHERE),

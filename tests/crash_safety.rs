@@ -15,8 +15,7 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let expected = expected_events(&rows);
     env.insert(&rows).await;
 
-    let mut daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let mut daemon = env.running_daemon();
     env.submit(
         "crash-1",
         &format!(

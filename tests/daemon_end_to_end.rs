@@ -8,10 +8,15 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use raw_events_reprocessor::config::Config;
+use raw_events_reprocessor::daemon;
 use raw_events_reprocessor::job::Disposition;
 use raw_events_reprocessor::transform::{self, Outcome};
 use serde_json::Value;
-use support::harness::{Env, InsertRow, realistic_payload, rfc3339};
+use support::harness::{
+    Env, InsertRow, assert_exactly_once, expected_events, realistic_payload, realistic_rows,
+    reprocess_command, rfc3339,
+};
 use support::{DAY, T0};
 
 /// What the transformation oracle says one row must become.
@@ -206,8 +211,7 @@ async fn real_input_end_to_end_is_exact() {
     ));
     env.insert(&rows).await;
 
-    let mut daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let mut daemon = env.running_daemon();
     let health = wait_ready(&env, Duration::from_secs(60));
     assert!(health.starts_with("ready: "), "{health}");
     let cmd = format!(
@@ -370,8 +374,7 @@ async fn bad_commands_are_rejected_and_good_ones_complete() {
         .collect();
     env.insert(&rows).await;
     let _ = sample;
-    let mut daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let mut daemon = env.running_daemon();
     let start = rfc3339(T0);
     let end = rfc3339(T0 + DAY);
     let good = |id: &str| {
@@ -580,8 +583,7 @@ async fn a_job_never_reads_another_tenants_rows() {
         }
     }
     env.insert(&rows).await;
-    let _daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let _daemon = env.running_daemon();
     env.submit(
         "ta",
         &format!(
@@ -611,8 +613,7 @@ async fn jobs_beyond_the_concurrency_limit_queue_and_start_in_acceptance_order()
         .push(("REPROCESSOR_PROCESSING__CONCURRENCY".into(), "1".into()));
     let rows = support::harness::realistic_rows("t_q", "e1", 3_000, T0, DAY);
     env.insert(&rows).await;
-    let _daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let _daemon = env.running_daemon();
     let ids = ["q-1", "q-2", "q-3"];
     for id in ids {
         env.submit(
@@ -692,8 +693,7 @@ async fn rows_too_large_for_the_real_topic_are_dead_lettered() {
         ));
     }
     env.insert(&rows).await;
-    let daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let daemon = env.running_daemon();
     env.submit(
         "large",
         &format!(
@@ -747,8 +747,7 @@ async fn a_command_the_broker_cannot_store_is_rejected_and_blocks_nothing() {
     ));
     env.insert(&support::harness::realistic_rows("t_p", "e1", 100, T0, DAY))
         .await;
-    let mut daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let mut daemon = env.running_daemon();
     // 10,000 event ids: the job's checkpoint is far larger than the state topic accepts.
     // Random-looking ids, so that compression cannot shrink the record under the limit.
     let ids: Vec<String> = (0..10_000u64)
@@ -841,8 +840,7 @@ async fn rows_with_key_columns_that_are_not_utf8_are_dead_lettered() {
         .execute()
         .await
         .unwrap();
-    let daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let daemon = env.running_daemon();
     env.submit(
         "badkeys",
         &format!(
@@ -884,4 +882,37 @@ async fn rows_with_key_columns_that_are_not_utf8_are_dead_lettered() {
             .collect()
     );
     support::harness::assert_exactly_once(&env, &support::harness::expected_events(&rows));
+}
+
+/// The daemon as a library (`daemon::run`) in the test's own runtime, configured like the binary from the
+/// environment's variables: it completes a job exactly once and returns once its shutdown future completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_runs_in_process_and_stops_when_asked() {
+    let env = Env::new("in_process").await;
+    let rows = realistic_rows("t_inproc", "e1", 3_000, T0, DAY);
+    let expected = expected_events(&rows);
+    env.insert(&rows).await;
+    let cfg = Config::load_from(None, env.daemon_env()).expect("the test's configuration");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(daemon::run(cfg, async {
+        let _ = stopped.await;
+    }));
+    // The harness waits block: off the runtime's workers, which the daemon shares.
+    tokio::task::block_in_place(|| env.wait_topics(Duration::from_secs(60)));
+    env.submit(
+        "inproc-1",
+        &reprocess_command("inproc-1", "t_inproc", 1, r#","batch_size":500"#),
+    )
+    .await;
+    let fin = tokio::task::block_in_place(|| env.wait_final("inproc-1", Duration::from_secs(120)));
+    assert_eq!(fin["status"], "completed", "{fin}");
+    assert_eq!(fin["total_events_found"], rows.len() as i64, "{fin}");
+    assert_exactly_once(&env, &expected);
+
+    stop.send(()).expect("the daemon listens for its shutdown");
+    let ended = tokio::time::timeout(Duration::from_secs(60), running)
+        .await
+        .expect("the daemon returns within its shutdown grace")
+        .expect("the daemon task does not panic");
+    assert!(ended.is_ok(), "{ended:?}");
 }

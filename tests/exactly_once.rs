@@ -82,8 +82,7 @@ async fn an_open_foreign_transaction_on_the_state_topic_hides_no_checkpoint() {
     let rows = realistic_rows("t_lso", "e1", 20_000, T0, DAY);
     let expected = expected_events(&rows);
     env.insert(&rows).await;
-    let mut daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let mut daemon = env.running_daemon();
     env.submit(
         "lso-1",
         &command(
@@ -139,8 +138,7 @@ async fn a_job_fenced_by_a_stale_producer_is_taken_back_and_completes() {
     let rows = realistic_rows("t_fence", "e1", 15_000, T0, DAY);
     let expected = expected_events(&rows);
     env.insert(&rows).await;
-    let daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let daemon = env.running_daemon();
     env.submit(
         "fence-1",
         &command(
@@ -169,8 +167,7 @@ async fn a_job_fenced_by_a_stale_producer_is_taken_back_and_completes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fenced_command_transaction_is_handled_again_not_skipped() {
     let env = Env::new("eo_cmdfence").await;
-    let daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let daemon = env.running_daemon();
     daemon.wait_log("control partitions assigned", Duration::from_secs(60));
     let stop = Arc::new(AtomicBool::new(false));
     let fencer = {
@@ -258,8 +255,7 @@ async fn a_job_hidden_at_start_by_an_open_transaction_runs_once_readable() {
     let rows = realistic_rows("t_hidden", "e1", 4_000, T0, DAY);
     let expected = expected_events(&rows);
     env.insert(&rows).await;
-    let mut daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let mut daemon = env.running_daemon();
     let foreign = hold_state_partitions(&env);
     env.submit(
         "hidden-1",
@@ -346,8 +342,7 @@ async fn rows_too_large_for_the_topic(name: &str, config: &str, org: Option<&str
         .filter(|e| !e.contains("\"blob\""))
         .collect();
     env.insert(&rows).await;
-    let daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let daemon = env.running_daemon();
     daemon.wait_log("daemon started", Duration::from_secs(60));
     // The broker's limit drops below those events after the daemon read it.
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -414,8 +409,7 @@ async fn a_failing_row_count_never_fails_the_job() {
     let rows = realistic_rows("t_count", "e1", 3_000, T0, DAY);
     let expected = expected_events(&rows);
     env.insert(&rows).await;
-    let daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let daemon = env.running_daemon();
     env.submit(
         "count-1",
         &command("count-1", "t_count", r#","batch_size":500"#),
@@ -439,8 +433,7 @@ async fn a_cancel_followed_at_once_by_a_resume_cancels() {
     let env = Env::new("eo_ctl").await;
     let rows = realistic_rows("t_ctl", "e1", 6_000, T0, DAY);
     env.insert(&rows).await;
-    let daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let daemon = env.running_daemon();
     env.submit(
         "ctl-1",
         &command(

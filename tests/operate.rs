@@ -127,8 +127,7 @@ async fn pause_restart_resume_completes_with_exact_counters() {
     let rows = mixed_rows("t_pause", 8_000);
     let expected = expected_events(&rows);
     env.insert(&rows).await;
-    let mut daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let mut daemon = env.running_daemon();
 
     let out = cli_ok(
         &env,
@@ -229,8 +228,7 @@ async fn controls_on_other_partitions_reach_the_job_and_cancel_ends_it() {
     let env = Env::new("op_cancel").await;
     let rows = realistic_rows("t_cancel", "e1", 8_000, T0, DAY);
     env.insert(&rows).await;
-    let daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let daemon = env.running_daemon();
     let p = produce(
         &env,
         "cancel-1",
@@ -348,8 +346,7 @@ async fn dry_run_publishes_nothing_and_reports_what_a_real_run_does() {
     let rows = mixed_rows("t_dry", 3_000);
     let expected = expected_events(&rows);
     env.insert(&rows).await;
-    let daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let daemon = env.running_daemon();
     let base = [
         "submit",
         "--tenant",
@@ -430,8 +427,7 @@ async fn the_same_sample_twice_is_the_same_set() {
         })
         .collect();
     env.insert(&rows).await;
-    let daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let daemon = env.running_daemon();
     let ids = |records: &[support::harness::Record]| -> Vec<String> {
         records
             .iter()
@@ -477,8 +473,7 @@ async fn throttled_job_stays_under_its_rate_and_metrics_match_its_counters() {
     let rows = mixed_rows("t_thr", 3_000);
     let expected = expected_events(&rows);
     env.insert(&rows).await;
-    let daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let daemon = env.running_daemon();
     let rate = 150i64;
     let started = Instant::now();
     env.submit(
@@ -635,8 +630,7 @@ async fn readyz_false_while_clickhouse_is_down_and_a_failed_job_resumes() {
     let rows = realistic_rows("t_ready", "e1", 2_000, T0, DAY);
     let expected = expected_events(&rows);
     env.insert(&rows).await;
-    let daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let daemon = env.running_daemon();
     let port = env.metrics_port;
     wait_until("/readyz 200 at start", Duration::from_secs(60), || {
         http_get(port, "/readyz").0 == 200
@@ -691,8 +685,7 @@ transaction.remove.expired.transaction.cleanup.interval.ms=2000"
     let rows = realistic_rows("t_exp", "e1", 6_000, T0, DAY);
     let expected = expected_events(&rows);
     env.insert(&rows).await;
-    let daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let daemon = env.running_daemon();
     env.submit(
         "exp-1",
         &command(

@@ -34,8 +34,7 @@ async fn clickhouse_down_for_ten_seconds_mid_job() {
     let rows = realistic_rows("t_cho", "e1", 30_000, T0, DAY);
     let expected = expected_events(&rows);
     env.insert(&rows).await;
-    let daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let daemon = env.running_daemon();
     env.submit("cho", &reprocess_command("cho", "t_cho", 1, THROTTLED))
         .await;
     env.wait_status("cho", &["progress"], Duration::from_secs(120));
@@ -64,8 +63,7 @@ async fn broker_down_for_fifteen_seconds_mid_job() {
     let rows = realistic_rows("t_ko", "e1", 30_000, T0, DAY);
     let expected = expected_events(&rows);
     env.insert(&rows).await;
-    let mut daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let mut daemon = env.running_daemon();
     env.submit("ko", &reprocess_command("ko", "t_ko", 1, THROTTLED))
         .await;
     env.wait_status("ko", &["progress"], Duration::from_secs(120));

@@ -185,8 +185,7 @@ async fn cancelling_a_split_job_cancels_every_part() {
     let env = Env::new("split_cancel").await;
     let rows = realistic_rows("t_scancel", "e1", 18_000, T0, 2 * DAY);
     env.insert(&rows).await;
-    let daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let daemon = env.running_daemon();
     env.submit(
         "sc",
         &command(
@@ -257,8 +256,7 @@ async fn a_failed_part_fails_the_split_job_and_a_resume_completes_it() {
     let rows = realistic_rows("t_sfail", "e1", 12_000, T0, 4 * DAY);
     let expected = expected_events(&rows);
     env.insert(&rows).await;
-    let daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let daemon = env.running_daemon();
     env.submit(
         "sf",
         &command("sf", "t_sfail", 4, r#","batch_size":500,"parallelism":4"#),
@@ -311,8 +309,7 @@ async fn a_split_job_selects_exactly_what_the_unsplit_job_does() {
         .map(|r| InsertEvent::of(r, r.timestamp + DAY))
         .collect();
     env.insert_events(&stored).await;
-    let daemon = env.start_daemon();
-    env.wait_topics(Duration::from_secs(60));
+    let daemon = env.running_daemon();
     let ids: Vec<String> = rows
         .iter()
         .step_by(7)

@@ -192,7 +192,7 @@ impl Control {
     pub async fn handle(
         &mut self,
         consumer: &Arc<ControlConsumer>,
-        owned: &dyn Fn(i32) -> bool,
+        owned: &(dyn Fn(i32) -> bool + Sync),
         origin: &CommandOrigin,
         payload: &[u8],
         slots_full: bool,
@@ -224,7 +224,7 @@ impl Control {
             };
             let records = self.records(&decision, origin);
             let result = match self.producer(partition).await {
-                Ok(p) => p.commit(&records, Some((next_offset(origin), group))).await,
+                Ok(p) => p.commit(records, Some((next_offset(origin), group))).await,
                 Err(e) => Err(e),
             };
             match result {
@@ -290,7 +290,7 @@ impl Control {
     async fn outcome(
         &mut self,
         consumer: &Arc<ControlConsumer>,
-        owned: &dyn Fn(i32) -> bool,
+        owned: &(dyn Fn(i32) -> bool + Sync),
         origin: &CommandOrigin,
         shutdown: &CancellationToken,
         delays: &mut impl Iterator<Item = Duration>,

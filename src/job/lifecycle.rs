@@ -71,7 +71,7 @@ pub fn accept(spec: JobSpec, origin: &CommandOrigin, at: Stamp<'_>) -> Checkpoin
 }
 
 /// A job's latest checkpoint and its pending control requests, by job id.
-pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<(Checkpoint, Vec<ControlRequest>)>;
+pub type Lookup<'a> = &'a (dyn Fn(&str) -> Option<(Checkpoint, Vec<ControlRequest>)> + Sync);
 
 /// What the daemon knows when it decides a command.
 pub struct CommandContext<'a> {

@@ -228,7 +228,7 @@ impl Runner {
     ) -> ControlFlow<JobExit, Commit> {
         // Counted `unknown` unless resolved below (e.g. the task stops before reading the outcome back).
         let txn = self.ctx.metrics.transaction();
-        let err = match self.producer.commit(&records, None).await {
+        let err = match self.producer.commit(records, None).await {
             Ok(()) => {
                 txn.committed();
                 self.adopt(next, honoured);

@@ -28,7 +28,8 @@ pub struct StreamShape {
     pub batch_size: u32,
     /// Rows one query reads at most (`LIMIT`); at least `batch_size`.
     pub rows_per_query: u64,
-    /// Batches read ahead of the consumer (at least 1): bounds the memory of a job to a few batches.
+    /// Batches read ahead of the consumer (at least 1): a job holds the rows of the batch it commits and of
+    /// this many more.
     pub buffered_batches: usize,
 }
 
@@ -277,7 +278,12 @@ impl Reader {
         if let Some(a) = self.attempt.as_mut() {
             a.waiting_since = Some(Instant::now());
         }
-        let sent = self.tx.send(Ok(full)).await;
+        // Sent, then no row more until the consumer has taken it: rows of at most `buffered_batches + 1`
+        // batches are held (those queued, and the one being filled), not one more batch waiting for a slot.
+        let sent = match self.tx.send(Ok(full)).await {
+            Ok(()) => self.tx.reserve().await.map(drop),
+            Err(_) => Err(mpsc::error::SendError(())),
+        };
         if let Some(a) = self.attempt.as_mut()
             && let Some(since) = a.waiting_since.take()
         {

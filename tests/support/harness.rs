@@ -373,6 +373,13 @@ impl Env {
         self.start_daemon_with(&[])
     }
 
+    /// Starts `reprocessor run` for this namespace and waits until it has created the topics.
+    pub fn running_daemon(&self) -> DaemonProcess {
+        let daemon = self.start_daemon();
+        self.wait_topics(Duration::from_secs(60));
+        daemon
+    }
+
     /// Starts another daemon instance of the same group: its own static membership id, metrics port and
     /// `instance_id` (`instance`, so results name it; kept across a restart). A restarted static member
     /// takes its control partitions back at once.
