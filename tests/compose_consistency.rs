@@ -10,7 +10,7 @@
 //! `create <topic> -p N -r N -c key=value ...` line per topic in the `create-topics` job, and quoted
 //! `"host:port:port"` entries under `ports:`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use raw_events_reprocessor::config::Config;
@@ -590,6 +590,88 @@ fn exported() -> BTreeMap<String, Vec<String>> {
     families
 }
 
+/// Labels Prometheus adds to every scraped series (not the daemon's).
+const TARGET_LABELS: [&str; 2] = ["instance", "job"];
+
+/// Every label of every series the daemon exports, with the values it exports (a job's series for one job):
+/// series name → label → values.
+fn exported_labels() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let job = metrics.job_series("j");
+    job.set(1, Some(2));
+    let mut out: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for line in metrics.render().lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, rest)) = line.split_once('{') else {
+            if let Some((name, _)) = line.split_once(' ') {
+                out.entry(name.to_string()).or_default();
+            }
+            continue;
+        };
+        let labels = out.entry(name.to_string()).or_default();
+        let inside = &rest[..rest.find('}').expect("closing brace")];
+        for pair in inside.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').expect("label=value");
+            labels
+                .entry(k.to_string())
+                .or_default()
+                .insert(v.trim_matches('"').to_string());
+        }
+    }
+    out
+}
+
+/// The label matchers of each `reprocessor_…{…}` selector of a PromQL expression: (series, label, operator,
+/// value).
+fn matchers(expr: &str) -> Vec<(String, String, String, String)> {
+    let mut out = Vec::new();
+    for name in metric_names(expr) {
+        let mut rest = expr;
+        while let Some(i) = rest.find(&format!("{name}{{")) {
+            let tail = &rest[i + name.len() + 1..];
+            let inside = &tail[..tail.find('}').expect("closing brace of a selector")];
+            for m in inside.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+                let at = m.find(['=', '!']).expect("a label matcher");
+                let (label, op_value) = m.split_at(at);
+                let op_len = if op_value.starts_with("=~")
+                    || op_value.starts_with("!~")
+                    || op_value.starts_with("!=")
+                {
+                    2
+                } else {
+                    1
+                };
+                let (op, value) = op_value.split_at(op_len);
+                out.push((
+                    name.clone(),
+                    label.trim().to_string(),
+                    op.to_string(),
+                    value
+                        .trim()
+                        .trim_matches(|c| c == '"' || c == '\\')
+                        .to_string(),
+                ));
+            }
+            rest = &tail[inside.len()..];
+        }
+    }
+    out
+}
+
+/// The labels of the `by (…)` / `without (…)` clauses of a PromQL expression.
+fn grouping_labels(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for kw in ["by (", "without ("] {
+        let mut rest = expr;
+        while let Some(i) = rest.find(kw) {
+            let tail = &rest[i + kw.len()..];
+            let inside = &tail[..tail.find(')').expect("closing parenthesis")];
+            out.extend(inside.split(',').map(|l| l.trim().to_string()));
+            rest = tail;
+        }
+    }
+    out
+}
+
 /// The metric names (`reprocessor_[a-z_]+`) in a PromQL expression.
 fn metric_names(expr: &str) -> Vec<String> {
     let mut names = Vec::new();
@@ -646,7 +728,7 @@ fn dashboard_queries_use_only_exported_metrics_and_all_of_them() {
         let mut exprs = Vec::new();
         queries(&dashboard, &mut exprs);
         assert!(exprs.len() >= 10, "{what}: only {} queries", exprs.len());
-        let mut used = std::collections::BTreeSet::new();
+        let mut used = BTreeSet::new();
         for expr in &exprs {
             let names = metric_names(expr);
             assert!(!names.is_empty(), "{what}: a query names no metric: {expr}");
@@ -662,6 +744,32 @@ fn dashboard_queries_use_only_exported_metrics_and_all_of_them() {
             .filter(|f| !used.contains(f.as_str()))
             .collect();
         assert!(unused.is_empty(), "{what} shows nothing of {unused:?}");
+        // Label matchers and groupings name labels the series have, and `=`/`!=` values they take.
+        let labels = exported_labels();
+        for expr in &exprs {
+            for (name, label, op, value) in matchers(expr) {
+                if TARGET_LABELS.contains(&label.as_str()) {
+                    continue;
+                }
+                let values = labels[&name]
+                    .get(&label)
+                    .unwrap_or_else(|| panic!("{what}: {name} has no label `{label}` (in {expr})"));
+                if (op == "=" || op == "!=") && label != "job_id" {
+                    assert!(
+                        values.contains(&value),
+                        "{what}: {name}{{{label}}} is never {value:?}, only {values:?} (in {expr})"
+                    );
+                }
+            }
+            let named = metric_names(expr);
+            for label in grouping_labels(expr) {
+                assert!(
+                    TARGET_LABELS.contains(&label.as_str())
+                        || named.iter().any(|n| labels[n].contains_key(&label)),
+                    "{what}: no series of {named:?} has the label `{label}` it groups by (in {expr})"
+                );
+            }
+        }
         // Every panel queries the dashboard's Prometheus data source variable.
         let variables = dashboard["templating"]["list"]
             .as_array()
@@ -683,6 +791,24 @@ fn dashboard_queries_use_only_exported_metrics_and_all_of_them() {
             );
         }
     }
+}
+
+#[test]
+fn matchers_and_groupings_are_found_in_expressions() {
+    let expr = r#"sum by (status) (reprocessor_jobs{instance=~"$instance",status="running"}) - sum without (le, kind) (reprocessor_job_rows{kind!="done"})"#;
+    assert_eq!(
+        matchers(expr),
+        [
+            ("reprocessor_jobs", "instance", "=~", "$instance"),
+            ("reprocessor_jobs", "status", "=", "running"),
+            ("reprocessor_job_rows", "kind", "!=", "done"),
+        ]
+        .map(|(n, l, o, v)| (n.to_string(), l.to_string(), o.to_string(), v.to_string()))
+    );
+    assert_eq!(grouping_labels(expr), ["status", "le", "kind"]);
+    let labels = exported_labels();
+    assert!(labels["reprocessor_jobs"]["status"].contains("running"));
+    assert!(!labels["reprocessor_jobs"].contains_key("kind"));
 }
 
 #[test]
