@@ -338,6 +338,7 @@ kafka_up() {
         log "kafka: starting on $HOST:$KAFKA_PORT (controller $HOST:$KAFKA_CONTROLLER_PORT), log $KAFKA_DIR/broker.log"
         echo "=== $(date -u +%FT%TZ) start" >>"$KAFKA_DIR/broker.log"
         setsid java -Xms512m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+            -XX:ErrorFile="$KAFKA_DIR/hs_err_pid%p.log" \
             -Dorg.slf4j.simpleLogger.showDateTime=true \
             -Dorg.slf4j.simpleLogger.dateTimeFormat="yyyy-MM-dd'T'HH:mm:ss.SSS" \
             -cp "$JARS_DIR/*" kafka.Kafka "$KAFKA_DIR/server.properties" \
@@ -348,9 +349,16 @@ kafka_up() {
     local deadline=$((SECONDS + TIMEOUT))
     until kafka_probe; do
         if ! kill -0 "$pid" 2>/dev/null; then
+            local status=unknown
+            # Our own child when this run started it: its exit status tells a crash (134), a kill (137), ...
+            wait "$pid" 2>/dev/null && status=0 || status=$?
             show_log_tail "$KAFKA_DIR/broker.log"
+            local crash
+            for crash in "$KAFKA_DIR"/hs_err_pid*.log "$ROOT"/hs_err_pid*.log; do
+                [[ -f "$crash" ]] && show_log_tail "$crash"
+            done
             rm -f "$KAFKA_DIR/pid"
-            die "kafka: the broker exited during start-up"
+            die "kafka: the broker exited during start-up (exit status $status)"
         fi
         if ((SECONDS >= deadline)); then
             show_log_tail "$KAFKA_DIR/broker.log"

@@ -183,13 +183,9 @@ pub struct Env {
     pub daemon_clickhouse: Option<String>,
 }
 
-/// A TCP port free on 127.0.0.1 right now.
+/// A TCP port free on 127.0.0.1 right now, below the ephemeral range ([`super::free_ports`]).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    super::free_ports(1)
 }
 
 impl Env {

@@ -15,6 +15,32 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+/// The first of `n` consecutive loopback ports that are free now, below the kernel's ephemeral range
+/// (32768-60999 on Linux), so that no client connection of a test takes one as its local port between this
+/// check and the server's bind (a port the OS handed out by `bind(0)` could be, and a broker then failed to
+/// start).
+pub fn free_ports(n: u16) -> u16 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    const LOW: u64 = 20_000;
+    const HIGH: u64 = 32_000;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id()) << 20;
+    loop {
+        // A spread of starts (xorshift of a per-process counter), so concurrent tests and binaries differ.
+        let mut x = seed.wrapping_add(NEXT.fetch_add(0x9E37_79B9, Ordering::Relaxed)) | 1;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let start = (LOW + x % (HIGH - LOW - u64::from(n))) as u16;
+        if (start..start + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return start;
+        }
+    }
+}
+
 /// Milliseconds in a day.
 pub const DAY: i64 = 86_400_000;
 /// 2024-03-01T00:00:00Z: the first day of the tests' data.
@@ -208,19 +234,9 @@ impl OwnServices {
     /// Like [`OwnServices::new`] with ports that are free now (Kafka: four consecutive ones, for plaintext,
     /// the controller, SASL_SSL and mTLS; ClickHouse: two, for HTTP and HTTPS).
     pub fn with_free_ports() -> Self {
-        let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
-        let pick = || loop {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("ask the OS for a free port")
-                .port();
-            if port < 65000 && (1..4).all(|i| free(port + i)) {
-                return port;
-            }
-        };
-        let kafka_port = pick();
+        let kafka_port = free_ports(4);
         let clickhouse_port = loop {
-            let port = pick();
+            let port = free_ports(2);
             if port + 1 < kafka_port || port > kafka_port + 3 {
                 break port;
             }
