@@ -147,6 +147,15 @@ impl Lcg {
     }
 }
 
+/// A database of the current table (granularity 1,024) holding [`dataset`], inserted in its two INSERTs.
+async fn loaded(name: &str) -> (Db, Vec<Ins>, Vec<Ins>) {
+    let db = setup(name, Key::Current, 1024).await;
+    let (first, second) = dataset(Key::Current);
+    db.insert(&first).await;
+    db.insert(&second).await;
+    (db, first, second)
+}
+
 /// The main data set. Returns (first insert, second insert with newer versions).
 ///
 /// Tenant `t1`/`e1`: 20,000 rows over three days (D0, D0+1, D0+3): 1,000 rows on five identical timestamps
@@ -423,10 +432,7 @@ async fn every_row_once_in_key_order_older_table() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_filter_alone_and_combined() {
-    let db = setup("filters", Key::Current, 1024).await;
-    let (first, second) = dataset(Key::Current);
-    db.insert(&first).await;
-    db.insert(&second).await;
+    let (db, first, second) = loaded("filters").await;
     let src = db.source().await;
     let base = filters("t1", "e1");
     let all = [&first[..], &second[..]];
@@ -541,10 +547,7 @@ async fn newest_version_decides_the_event_name_filter() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_mode_skips_ids_already_in_events() {
-    let db = setup("pending", Key::Current, 1024).await;
-    let (first, second) = dataset(Key::Current);
-    db.insert(&first).await;
-    db.insert(&second).await;
+    let (db, first, second) = loaded("pending").await;
     let mut events = Vec::new();
     let mut rng = Lcg(7);
     for r in first
@@ -1131,10 +1134,7 @@ async fn ping_tells_unreachable_from_missing_table() {
 /// never fewer than the exact count, and only the days of the range.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_estimate_counts_per_day_at_least_the_rows() {
-    let db = setup("estimate", Key::Current, 1024).await;
-    let (first, second) = dataset(Key::Current);
-    db.insert(&first).await;
-    db.insert(&second).await;
+    let (db, _, second) = loaded("estimate").await;
     let src = db.source().await;
     let f = filters("t1", "e1");
     let days = src.estimate(&f).await.unwrap();

@@ -265,6 +265,23 @@ impl<'a> Reader<'a> {
         self.b.get(self.i).copied()
     }
 
+    /// After an object member: `,` (another member follows: `true`) or `}` (the object ends: `false`),
+    /// consumed; anything else is encoding/json's syntax error "after object key:value pair".
+    pub fn member_end(&mut self) -> Result<bool, JsonError> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                Ok(true)
+            }
+            Some(b'}') => {
+                self.i += 1;
+                Ok(false)
+            }
+            _ => Err(self.err_here("after object key:value pair")),
+        }
+    }
+
     pub fn err_here(&self, ctx: &str) -> JsonError {
         match self.peek() {
             None => JsonError("unexpected end of JSON input".to_string()),

@@ -207,14 +207,8 @@ fn decode<'a>(
                                 let k = r.key()?;
                                 let v = r.value(2, arena)?;
                                 data.push((k, v));
-                                r.skip_ws();
-                                match r.peek() {
-                                    Some(b',') => r.i += 1,
-                                    Some(b'}') => {
-                                        r.i += 1;
-                                        break;
-                                    }
-                                    _ => return Err(r.err_here("after object key:value pair")),
+                                if !r.member_end()? {
+                                    break;
                                 }
                             }
                         }
@@ -231,14 +225,8 @@ fn decode<'a>(
                 },
                 None => r.skip_value(1)?,
             }
-            r.skip_ws();
-            match r.peek() {
-                Some(b',') => r.i += 1,
-                Some(b'}') => {
-                    r.i += 1;
-                    break;
-                }
-                _ => return Err(r.err_here("after object key:value pair")),
+            if !r.member_end()? {
+                break;
             }
         }
     }
