@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use raw_events_reprocessor::batch::sampled_in;
 use serde_json::Value;
 use support::harness::{
-    Env, InsertRow, assert_exactly_once, expected_events, http_get, realistic_payload,
+    Env, InsertRow, assert_exactly_once, counters, expected_events, http_get, realistic_payload,
     realistic_rows, reprocess_command, rfc3339,
 };
 use support::{DAY, T0};
@@ -50,18 +50,6 @@ fn statuses(env: &Env, job: &str) -> Vec<String> {
         .iter()
         .map(|v| v["status"].as_str().unwrap_or("").to_string())
         .collect()
-}
-
-fn counters(v: &Value) -> [i64; 6] {
-    [
-        "total_events_found",
-        "total_events_published",
-        "total_events_dropped",
-        "total_transformation_errors",
-        "total_events_failed",
-        "total_events_sampled_out",
-    ]
-    .map(|k| v[k].as_i64().unwrap_or(-1))
 }
 
 /// The body of `GET /metrics`, asserting 200.

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::harness::{
-    Env, InsertEvent, assert_exactly_once, expected_events, realistic_rows, reprocess_command,
+    COUNTERS, Env, InsertEvent, assert_exactly_once, expected_events, realistic_rows,
+    reprocess_command,
 };
 use support::{DAY, T0};
 
@@ -42,15 +43,6 @@ fn parts_of(env: &Env, job: &str, timeout: Duration) -> Vec<String> {
 fn wait_found(env: &Env, job: &str, at_least: i64, timeout: Duration) {
     env.wait_counter(job, "total_events_found", at_least, timeout)
 }
-
-const COUNTERS: [&str; 6] = [
-    "total_events_found",
-    "total_events_published",
-    "total_events_dropped",
-    "total_transformation_errors",
-    "total_events_failed",
-    "total_events_sampled_out",
-];
 
 /// 100,000 rows over four days, parallelism 4, two instances of one group; one is killed mid-job and started
 /// again (a new instance id). The split job completes once, with its parts' counters summed exactly; every

@@ -984,3 +984,19 @@ pub fn try_http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .to_string();
     Ok((code, body))
 }
+
+/// A final result's row counters, in SPEC §6's order: found, published, dropped, transformation errors,
+/// failed, sampled out.
+pub const COUNTERS: [&str; 6] = [
+    "total_events_found",
+    "total_events_published",
+    "total_events_dropped",
+    "total_transformation_errors",
+    "total_events_failed",
+    "total_events_sampled_out",
+];
+
+/// The [`COUNTERS`] of a result record (-1 for one missing).
+pub fn counters(v: &Value) -> [i64; 6] {
+    COUNTERS.map(|k| v[k].as_i64().unwrap_or(-1))
+}
