@@ -62,6 +62,7 @@ fn usage_errors_exit_2_and_configuration_errors_78() {
         &["status", "-X", "novalue"],
         &["watch", "j", "--timeout", "soon"],
         &["transform", "-b", "127.0.0.1:9092"],
+        &["peek", "output", "--job", "j", "-b", NOWHERE],
     ] {
         let out = bare(args, &[]);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));

@@ -499,6 +499,15 @@ async fn bad_commands_are_rejected_and_good_ones_complete() {
             format!(r#"{{{base},"job_id":"b31","external_customer_id":5}}"#),
             "external_customer_id",
         ),
+        // A job attached to a split job that does not list it (good-1 is no split job), and a part's id taken.
+        (
+            format!(r#"{{{base},"job_id":"good-1.part-0","parent_job_id":"good-1"}}"#),
+            "parent_job_id",
+        ),
+        (
+            format!(r#"{{{base},"job_id":"b32.part-3"}}"#),
+            "parts of split jobs",
+        ),
     ];
     // Interleave: good, bad, bad, ..., on one key so they share a partition and its order.
     env.submit("k", &good("good-1")).await;

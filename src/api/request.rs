@@ -36,6 +36,13 @@ pub fn reprocess_command(
             Some("type"),
         ));
     }
+    if obj.contains_key("parent_job_id") {
+        return Err(ApiError::bad_request(
+            "field `parent_job_id`: not a field of this request (the daemon writes it on a split job's parts; ask for `parallelism` instead)"
+                .into(),
+            Some("parent_job_id"),
+        ));
+    }
     match obj.get("tenant_id") {
         None => {}
         Some(Value::String(t)) if t == caller.tenant() => {}
@@ -219,6 +226,12 @@ mod tests {
                 None,
                 StatusCode::BAD_REQUEST,
                 Some("job_id"),
+            ),
+            (
+                with("parent_job_id", json!("someone-elses")),
+                None,
+                StatusCode::BAD_REQUEST,
+                Some("parent_job_id"),
             ),
             (
                 with("external_customer_ids", json!(["c"])),

@@ -86,9 +86,7 @@ pub fn peek(cfg: &Config, a: &PeekArgs, out: &mut dyn Write) -> anyhow::Result<u
         PeekTopic::Dlq => &cfg.topics.dlq.name,
         PeekTopic::Results => &cfg.topics.results.name,
     };
-    if a.job.is_some() && a.topic == PeekTopic::Output {
-        bail!("--job cannot select output events: they do not name the job that published them");
-    }
+
     // The last records: read from `high - span` per partition, widening the span until enough records
     // are found (transaction markers take offsets too) or every partition is read from its start.
     let mut span = (a.limit as i64).saturating_mul(2).saturating_add(2);
@@ -154,6 +152,13 @@ fn pass(
 
 /// Runs `peek`.
 pub fn run(cfg: &Config, a: &PeekArgs) -> CliResult {
+    if a.job.is_some() && a.topic == PeekTopic::Output {
+        let e = <super::Args as clap::CommandFactory>::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            "--job cannot select output events: they do not name the job that published them",
+        );
+        return Err(super::CliError::Usage(Box::new(e)));
+    }
     let mut out = std::io::stdout().lock();
     peek(cfg, a, &mut out)?;
     Ok(Exit::Ok)

@@ -259,8 +259,17 @@ pub fn follow(
     let mut rules = Follow::default();
     let mut catching_up = true;
     let mut idle_since = Instant::now();
+    let mut seen = false;
     loop {
+        let was_catching_up = catching_up;
         catching_up = catching_up && !reader.caught_up() && idle_since.elapsed() <= CATCH_UP_IDLE;
+        if was_catching_up && !catching_up && !seen && timeout.is_none() {
+            // A typo in the id would otherwise wait silently for ever.
+            eprintln!(
+                "no record of job {job_id} on {} yet; waiting for one (--timeout gives up)",
+                cfg.topics.results.name
+            );
+        }
         if !catching_up && let Some((end, r)) = rules.take_final() {
             view.end(&r)?;
             return Ok(end);
@@ -276,6 +285,7 @@ pub fn follow(
         };
         idle_since = Instant::now();
         if let Some((r, raw)) = result_of(&m, job_id) {
+            seen = true;
             let effect = rules.observe(&r);
             view.record(&r, &raw, effect)?;
         }

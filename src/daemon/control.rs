@@ -102,10 +102,17 @@ impl Control {
         let now = now_ms();
         let parsed = command::parse(payload, origin, self.limits(), now);
         if let Ok(c) = &parsed {
-            let partition = self.ctx.records.state_partition_of(c.job_id());
+            // The job's state partition, and a part's split job's (which must list the part).
+            let parent = match c {
+                command::Command::Reprocess(spec) => spec.parent_job_id.as_deref(),
+                _ => None,
+            };
             let timeout = self.ctx.cfg.kafka.command_state_wait();
-            if let Err(e) = self.ctx.state.sync_partition(partition, timeout).await {
-                warn!(error = %e, "deciding the command with the state read so far");
+            for id in std::iter::once(c.job_id()).chain(parent) {
+                let partition = self.ctx.records.state_partition_of(id);
+                if let Err(e) = self.ctx.state.sync_partition(partition, timeout).await {
+                    warn!(error = %e, "deciding the command with the state read so far");
+                }
             }
         }
         let state = &self.ctx.state;

@@ -103,16 +103,23 @@ pub enum Verdict {
 /// job id → duplicate; a control request for an unknown job, or one that cannot apply to the job's status once
 /// its pending requests are honoured → reject.
 ///
-/// A part of a split job that was accepted is no new replay: it is decided as if enabled, since rejecting it
-/// would leave its split job waiting for it for ever (instances may differ in `enabled` during a rollout).
+/// A command with `parent_job_id` is a part of a split job, written by the split job's owner in its acceptance
+/// transaction: it is accepted only as a part the split job lists (so nobody can attach a job of their own to a
+/// split job, whose counters and status would then miss it), and it is no new replay: it is decided as if
+/// enabled, since rejecting it would leave its split job waiting for it for ever (instances may differ in
+/// `enabled` during a rollout).
 pub fn decide_command(
     parsed: Result<Command, CommandError>,
     ctx: &CommandContext<'_>,
     origin: &CommandOrigin,
     at: Stamp<'_>,
 ) -> Verdict {
-    let part_of_accepted = matches!(&parsed, Ok(Command::Reprocess(spec))
-        if spec.parent_job_id.as_deref().is_some_and(|p| (ctx.lookup)(p).is_some()));
+    let listed_part = |spec: &JobSpec| {
+        spec.parent_job_id
+            .as_deref()
+            .is_some_and(|p| (ctx.lookup)(p).is_some_and(|(cp, _)| cp.parts.contains(&spec.job_id)))
+    };
+    let part_of_accepted = matches!(&parsed, Ok(Command::Reprocess(spec)) if listed_part(spec));
     if !ctx.enabled && !part_of_accepted {
         let job_id = match &parsed {
             Ok(c) => c.job_id().to_string(),
@@ -132,6 +139,14 @@ pub fn decide_command(
             Some(_) => Verdict::Duplicate {
                 reason: format!(
                     "job `{}` already exists; a reprocess command with its id starts nothing",
+                    spec.job_id
+                ),
+                job_id: spec.job_id,
+            },
+            None if spec.parent_job_id.is_some() && !part_of_accepted => Verdict::Reject {
+                reason: format!(
+                    "field `parent_job_id`: `{}` is no split job listing the part `{}` (parts are written by their split job)",
+                    spec.parent_job_id.as_deref().unwrap_or_default(),
                     spec.job_id
                 ),
                 job_id: spec.job_id,
@@ -692,7 +707,16 @@ mod tests {
     #[test]
     fn commands_become_verdicts() {
         let existing = checkpoint();
-        let lookup = |id: &str| (id == "j1").then(|| (existing.clone(), vec![]));
+        let split = Checkpoint {
+            job_id: "split".into(),
+            parts: vec!["split.part-0".into(), "split.part-1".into()],
+            ..checkpoint()
+        };
+        let lookup = |id: &str| match id {
+            "j1" => Some((existing.clone(), vec![])),
+            "split" => Some((split.clone(), vec![])),
+            _ => None,
+        };
         let ctx = |enabled, slots_full| CommandContext {
             enabled,
             slots_full,
@@ -738,20 +762,37 @@ mod tests {
             decide_command(Ok(Command::Reprocess(Box::new(new_spec.clone()))), &ctx(false, false), &origin(), at(5)),
             Verdict::Reject { reason, .. } if reason == "disabled"
         ));
-        // Disabled: a part of an accepted split job (`j1`) is still accepted; one of an unknown job is not.
-        for (parent, accepted) in [("j1", true), ("gone", false)] {
+        // A part is accepted only when its split job lists it (`split` lists `split.part-1`), and then also
+        // by a disabled instance.
+        for (part_id, parent, enabled, accepted) in [
+            ("split.part-1", "split", true, true),
+            ("split.part-1", "split", false, true),
+            ("split.part-7", "split", true, false),
+            ("j1.part-1", "j1", true, false),
+            ("gone.part-1", "gone", true, false),
+        ] {
             let part = JobSpec {
-                job_id: format!("{parent}.part-1"),
+                job_id: part_id.into(),
                 parent_job_id: Some(parent.into()),
                 ..new_spec.clone()
             };
             let v = decide_command(
                 Ok(Command::Reprocess(Box::new(part))),
-                &ctx(false, false),
+                &ctx(enabled, false),
                 &origin(),
                 at(5),
             );
-            assert_eq!(matches!(v, Verdict::Accept { .. }), accepted, "{v:?}");
+            assert_eq!(
+                matches!(v, Verdict::Accept { .. }),
+                accepted,
+                "{part_id}: {v:?}"
+            );
+            if !accepted && enabled {
+                assert!(
+                    matches!(&v, Verdict::Reject { reason, .. } if reason.contains("parent_job_id")),
+                    "{v:?}"
+                );
+            }
         }
         let bad = CommandError {
             job_id: "x".into(),
