@@ -169,30 +169,11 @@ pub async fn ensure_topics(cfg: &Config) -> Result<(), TopicError> {
 /// dead-lettered before producing (SPEC §5) even when the configuration overstates the limit. Topics whose
 /// configuration cannot be read keep the configured value.
 pub async fn apply_broker_limits(cfg: &mut Config) {
-    let Ok(admin) = admin_client(cfg) else {
-        return;
-    };
-    let opts = AdminOptions::new().request_timeout(Some(cfg.kafka.operation_timeout()));
-    let names = [cfg.topics.output.name.clone(), cfg.topics.dlq.name.clone()];
-    let specs: Vec<ResourceSpecifier> = names.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
-    let Ok(results) = admin.describe_configs(specs.iter(), &opts).await else {
-        return;
-    };
-    for (i, r) in results.into_iter().enumerate() {
-        let Ok(resource) = r else { continue };
-        let Some(actual) = resource
-            .get("max.message.bytes")
-            .and_then(|e| e.value.as_deref())
-            .and_then(|v| v.parse::<i64>().ok())
-        else {
-            continue;
-        };
-        let topic = if i == 0 {
-            &mut cfg.topics.output
-        } else {
-            &mut cfg.topics.dlq
-        };
-        if actual < topic.max_message_bytes {
+    let (output, dlq) = broker_limits(cfg).await;
+    for (topic, actual) in [(&mut cfg.topics.output, output), (&mut cfg.topics.dlq, dlq)] {
+        if let Some(actual) = actual
+            && actual < topic.max_message_bytes
+        {
             warn!(
                 topic = %topic.name,
                 configured = topic.max_message_bytes,
@@ -202,6 +183,29 @@ pub async fn apply_broker_limits(cfg: &mut Config) {
             topic.max_message_bytes = actual;
         }
     }
+}
+
+/// The `max.message.bytes` of the output and dead-letter topics on the broker, bytes (`None` where it could
+/// not be read).
+pub async fn broker_limits(cfg: &Config) -> (Option<i64>, Option<i64>) {
+    let Ok(admin) = admin_client(cfg) else {
+        return (None, None);
+    };
+    let opts = AdminOptions::new().request_timeout(Some(cfg.kafka.operation_timeout()));
+    let names = [cfg.topics.output.name.clone(), cfg.topics.dlq.name.clone()];
+    let specs: Vec<ResourceSpecifier> = names.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
+    let Ok(results) = admin.describe_configs(specs.iter(), &opts).await else {
+        return (None, None);
+    };
+    let mut limits = results.into_iter().map(|r| {
+        r.ok()?
+            .get("max.message.bytes")?
+            .value
+            .as_deref()?
+            .parse::<i64>()
+            .ok()
+    });
+    (limits.next().flatten(), limits.next().flatten())
 }
 
 /// Why a transaction did not commit. In every case nothing of it is visible to `read_committed` readers,

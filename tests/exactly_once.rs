@@ -384,6 +384,31 @@ async fn rows_too_large_for_the_topic(name: &str, config: &str, org: Option<&str
     );
     assert_eq!(fin["total_events_failed"], big.len() as i64, "{fin}");
     assert_exactly_once(&env, &expected);
+
+    // The operator raises the limit again: a later job judges by it (a dry run, which judges sizes the same
+    // and publishes nothing); the lowered limit once stayed until a restart, failing every large event.
+    let alter =
+        AlterConfig::new(ResourceSpecifier::Topic(&out)).set("max.message.bytes", "1048588");
+    let r = admin
+        .alter_configs([&alter], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+    env.submit(
+        "ref-2",
+        &command("ref-2", "t_ref", r#","batch_size":1000,"dry_run":true"#),
+    )
+    .await;
+    let again = env.wait_final("ref-2", Duration::from_secs(120));
+    assert_eq!(
+        (
+            again["total_events_failed"].as_i64(),
+            again["total_events_published"].as_i64()
+        ),
+        (Some(0), Some(expected.len() as i64 + big.len() as i64)),
+        "{again}\n{}",
+        daemon.log()
+    );
 }
 
 /// Item 4: the row-count estimate is best effort: a ClickHouse that cannot count (here: every count query

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::harness::{
     COUNTERS, Env, InsertEvent, assert_exactly_once, expected_events, realistic_rows,
-    reprocess_command,
+    reprocess_command, rfc3339,
 };
 use support::{DAY, T0};
 
@@ -169,6 +169,25 @@ async fn a_split_job_of_one_customer_on_one_day_runs_once_on_both_instances() {
         ran_on.iter().all(|i| i.len() == 1) && ran_on[0] != ran_on[1],
         "each part on its own instance: {ran_on:?}"
     );
+
+    // Three milliseconds in four parts: one part has nothing to read (a part whose range the planner wrote
+    // as an empty customer string was rejected, and its split job waited for it for ever).
+    let tiny = format!(
+        r#"{{"type":"reprocess","job_id":"tiny","tenant_id":"t_sone","environment_id":"e1","start_date":"{}","end_date":"{}","parallelism":4}}"#,
+        rfc3339(T0),
+        rfc3339(T0 + 3)
+    );
+    env.submit("tiny", &tiny).await;
+    let fin = env.wait_final("tiny", Duration::from_secs(60));
+    let in_range = rows.iter().filter(|r| r.timestamp < T0 + 3).count() as i64;
+    assert_eq!(
+        fin["status"],
+        "completed",
+        "{fin}\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    assert_eq!(fin["total_events_found"], in_range, "{fin}");
 }
 
 /// Cancelling a split job cancels every part: the split job and each part end `cancelled`.
@@ -191,6 +210,26 @@ async fn cancelling_a_split_job_cancels_every_part() {
     let parts = parts_of(&env, "sc", Duration::from_secs(60));
     assert_eq!(parts.len(), 3, "{parts:?}");
     wait_found(&env, "sc", 600, Duration::from_secs(60));
+    // A pause and, a moment later, a resume: once the split job has handed the pause on, its checkpoint still
+    // says running until its parts pause; the resume must be judged on the parts' pending pause, not refused.
+    env.produce("sc", None, r#"{"type":"pause","job_id":"sc"}"#)
+        .await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    env.produce("sc", None, r#"{"type":"resume","job_id":"sc"}"#)
+        .await;
+    let before = env.counter_so_far("sc", "total_events_found");
+    env.wait_counter(
+        "sc",
+        "total_events_found",
+        before + 600,
+        Duration::from_secs(60),
+    );
+    let refused: Vec<Value> = env
+        .results("sc")
+        .into_iter()
+        .filter(|v| v["status"] == "rejected")
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
     env.produce("sc", None, r#"{"type":"cancel","job_id":"sc"}"#)
         .await;
     let fin = env.wait_final("sc", Duration::from_secs(60));

@@ -301,7 +301,8 @@ pub async fn control(
         .visible_job(&caller, &scope, &job_id)
         .await
         .ok_or_else(|| ApiError::unknown_job(&job_id))?;
-    if let Some(problem) = control_problem(action, &cp, &pending) {
+    let lookup = |id: &str| api.state.lookup(id);
+    if let Some(problem) = control_problem(action, &cp, &pending, &lookup) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("{}: {problem}", action.as_str()),

@@ -49,7 +49,8 @@ async fn check(cfg: &Config, action: ControlAction, job_id: &str) -> Result<(), 
             cfg.topics.state.name
         )));
     };
-    match control_problem(action, &cp, &store.pending(job_id)) {
+    let lookup = |id: &str| store.lookup(id);
+    match control_problem(action, &cp, &store.pending(job_id), &lookup) {
         Some(p) => Err(refused(p)),
         None => Ok(()),
     }

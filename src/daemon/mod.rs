@@ -27,7 +27,7 @@ use tracing::{info, warn};
 use crate::command::CommandOrigin;
 use crate::config::Config;
 use crate::job::JobStatus;
-use crate::job::records::Records;
+use crate::job::records::{Records, TopicLimits};
 use crate::kafka::{KafkaLogContext, Role, client_config};
 use crate::metrics::{Metrics, Readiness, StatusLabel};
 use crate::runner::{JobContext, JobExit};
@@ -160,8 +160,18 @@ impl Daemon {
         info!(address = %bound, "metrics endpoint listening");
 
         ensure_topics(&cfg).await?;
+        // Records judge events and dead letters by the configured limits, or the broker's where smaller
+        // (followed while the daemon runs); the rest of the daemon by the broker's at start.
+        let configured_limits = TopicLimits::new(
+            cfg.topics.output.max_message_bytes as usize,
+            cfg.topics.dlq.max_message_bytes as usize,
+        );
         let mut cfg = cfg;
         crate::sink::apply_broker_limits(&mut cfg).await;
+        configured_limits.follow_broker(
+            Some(cfg.topics.output.max_message_bytes as usize),
+            Some(cfg.topics.dlq.max_message_bytes as usize),
+        );
         let cfg = Arc::new(cfg);
         readiness.kafka.store(true, Ordering::Release);
         let source = Source::connect(&cfg.clickhouse)
@@ -192,6 +202,7 @@ impl Daemon {
             source.sorting_key().clone(),
             instance.clone(),
         );
+        records.limits = Arc::new(configured_limits);
         if let Some((_, n)) = crate::sink::topic_partitions(&cfg)
             .await?
             .into_iter()

@@ -163,7 +163,7 @@ pub fn decide_command(
                     job_id,
                 };
             };
-            match control_problem(action, &cp, &pending) {
+            match control_problem(action, &cp, &pending, ctx.lookup) {
                 Some(problem) => Verdict::Reject {
                     reason: format!("{}: {problem}", action.as_str()),
                     job_id,
@@ -186,6 +186,34 @@ pub fn effective_status(cp: &Checkpoint, pending: &[ControlRequest]) -> JobStatu
         .fold(cp.status, |status, req| apply(status, req.action).0)
 }
 
+/// Like [`effective_status`], for any job: a split job's status follows its parts, so it is what its parts will
+/// be once their own pending requests (those it handed on) are honoured ([`super::split::status_of`]), then
+/// its own pending requests. (A split job that handed a pause on is still `running` in its checkpoint until
+/// its parts pause: judged on the checkpoint alone, a resume right after the pause was refused and the job
+/// stayed paused.) `lookup` finds the parts.
+pub fn effective_status_of(
+    cp: &Checkpoint,
+    pending: &[ControlRequest],
+    lookup: Lookup<'_>,
+) -> JobStatus {
+    let own = if cp.spec.is_split() && !cp.status.is_final() && !cp.parts.is_empty() {
+        let parts: Vec<Option<JobStatus>> = cp
+            .parts
+            .iter()
+            .map(|id| lookup(id).map(|(part, part_pending)| effective_status(&part, &part_pending)))
+            .collect();
+        match super::split::status_of(&parts) {
+            JobStatus::Queued => JobStatus::Running,
+            s => s,
+        }
+    } else {
+        cp.status
+    };
+    pending
+        .iter()
+        .fold(own, |status, req| apply(status, req.action).0)
+}
+
 /// One control action on a status: the status after it, and the result it announces (`None`: no effect).
 fn apply(status: JobStatus, action: ControlAction) -> (JobStatus, Option<ResultStatus>) {
     match (action, status) {
@@ -201,14 +229,16 @@ fn apply(status: JobStatus, action: ControlAction) -> (JobStatus, Option<ResultS
     }
 }
 
-/// Why `action` cannot apply to the job, judged on its status once its pending requests are honoured; `None`
-/// when it can. The daemon rejects such a command and the CLI refuses it before sending (SPEC §3).
+/// Why `action` cannot apply to the job, judged on its status once its pending requests are honoured
+/// ([`effective_status_of`]; `lookup` finds a split job's parts); `None` when it can. The daemon rejects such a
+/// command and the CLI and the API refuse it before sending (SPEC §3).
 pub fn control_problem(
     action: ControlAction,
     cp: &Checkpoint,
     pending: &[ControlRequest],
+    lookup: Lookup<'_>,
 ) -> Option<String> {
-    let status = effective_status(cp, pending);
+    let status = effective_status_of(cp, pending, lookup);
     let when = if status == cp.status {
         ""
     } else {
@@ -368,7 +398,7 @@ pub fn hand_on(
         .collect();
     for req in pending {
         for (k, (part_cp, part_pending)) in parts.iter_mut().enumerate() {
-            if control_problem(req.action, part_cp, part_pending).is_none() {
+            if control_problem(req.action, part_cp, part_pending, &|_| None).is_none() {
                 let handed = ControlRequest {
                     request_id: format!("{}.{k}", req.request_id),
                     job_id: part_cp.job_id.clone(),
@@ -459,11 +489,11 @@ mod tests {
             (Cancelled, Resume, true),
         ];
         for (status, action, rejected) in table {
-            let p = control_problem(action, &with_status(status), &[]);
+            let p = control_problem(action, &with_status(status), &[], &|_| None);
             assert_eq!(p.is_some(), rejected, "{action:?} on {status}: {p:?}");
         }
         assert_eq!(
-            control_problem(Pause, &with_status(Completed), &[]).unwrap(),
+            control_problem(Pause, &with_status(Completed), &[], &|_| None).unwrap(),
             "job is already completed"
         );
     }
@@ -487,7 +517,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, a)| req(i as i64, *a))
                 .collect();
-            let p = control_problem(action, &with_status(status), &pending);
+            let p = control_problem(action, &with_status(status), &pending, &|_| None);
             assert_eq!(p.is_some(), rejected, "{action:?} after {pending:?}: {p:?}");
             if let Some(p) = p {
                 assert!(p.contains("pending"), "{p}");
@@ -634,6 +664,68 @@ mod tests {
         same.counters = agg(Running, 42).counters;
         same.estimated_total = Some(100);
         assert_eq!(follow(&same, &agg(Running, 42), at(9)), None);
+    }
+
+    /// A split job's pause handed on is still `running` in its checkpoint until its parts pause: a resume
+    /// right after it is judged on the parts' pending requests, not refused.
+    #[test]
+    fn a_split_job_is_judged_by_its_parts_pending_requests() {
+        let parent = Checkpoint {
+            job_id: "j1".into(),
+            status: Running,
+            spec: JobSpec {
+                parallelism: 2,
+                ..spec()
+            },
+            parts: vec!["j1.part-0".into(), "j1.part-1".into()],
+            ..checkpoint()
+        };
+        let part = |k: usize, status, pending: Vec<ControlRequest>| {
+            let cp = Checkpoint {
+                job_id: format!("j1.part-{k}"),
+                status,
+                ..checkpoint()
+            };
+            (cp, pending)
+        };
+        // (parts: status and whether a pause is pending on them) → the split job's status, resume allowed
+        let cases = [
+            ([(Running, true), (Running, true)], Paused, true),
+            ([(Running, true), (Completed, false)], Paused, true),
+            ([(Running, false), (Running, true)], Running, false),
+            ([(Paused, false), (Paused, false)], Paused, true),
+            ([(Completed, false), (Completed, false)], Completed, false),
+        ];
+        for (parts, status, resumable) in cases {
+            let table: Vec<(Checkpoint, Vec<ControlRequest>)> = parts
+                .iter()
+                .enumerate()
+                .map(|(k, (s, paused))| {
+                    part(k, *s, if *paused { vec![req(1, Pause)] } else { vec![] })
+                })
+                .collect();
+            let lookup = |id: &str| table.iter().find(|(cp, _)| cp.job_id == id).cloned();
+            assert_eq!(
+                effective_status_of(&parent, &[], &lookup),
+                status,
+                "{parts:?}"
+            );
+            let final_parent = status == Completed;
+            let judged = Checkpoint {
+                status: if final_parent { Completed } else { Running },
+                ..parent.clone()
+            };
+            assert_eq!(
+                control_problem(Resume, &judged, &[], &lookup).is_none(),
+                resumable,
+                "{parts:?}"
+            );
+        }
+        // Without its parts (none found) the split job is judged on its checkpoint.
+        assert_eq!(
+            effective_status_of(&parent, &[req(2, Pause)], &|_| None),
+            Paused
+        );
     }
 
     #[test]

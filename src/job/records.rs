@@ -86,20 +86,23 @@ pub fn state_partition(key: &str, partitions: i32) -> i32 {
     ((h as u32) % partitions.max(1) as u32) as i32
 }
 
-/// The `max.message.bytes` of the output topic (events) and of the dead-letter topic, bytes: configured,
-/// lowered to the broker's own at start, and lowered again when the broker refuses records for their size and
-/// shows a smaller limit (an operator changed the topic under the running daemon). Rows whose event exceeds
-/// the output limit are dead-lettered before producing; dead letters are cut to fit theirs (SPEC §5, §8).
+/// The `max.message.bytes` of the output topic (events) and of the dead-letter topic, bytes: the configured
+/// limit, or the broker's where it is smaller, read at start, at every job start and whenever the broker refuses
+/// records for their size (an operator changed the topic under the running daemon; a limit raised again is
+/// followed up to the configured one). Rows whose event exceeds the output limit are dead-lettered before
+/// producing; dead letters are cut to fit theirs (SPEC §5, §8).
 #[derive(Debug)]
 pub struct TopicLimits {
+    configured: (usize, usize),
     event: AtomicUsize,
     dead_letter: AtomicUsize,
 }
 
 impl TopicLimits {
-    /// Limits of `event` and `dead_letter` bytes.
+    /// The configured limits, `event` and `dead_letter` bytes.
     pub fn new(event: usize, dead_letter: usize) -> TopicLimits {
         TopicLimits {
+            configured: (event, dead_letter),
             event: AtomicUsize::new(event),
             dead_letter: AtomicUsize::new(dead_letter),
         }
@@ -115,11 +118,18 @@ impl TopicLimits {
         self.dead_letter.load(Ordering::Relaxed)
     }
 
-    /// Lowers the limits to `event` and `dead_letter` where those are smaller; true when one was lowered.
-    pub fn lower(&self, event: usize, dead_letter: usize) -> bool {
-        let e = self.event.fetch_min(event, Ordering::Relaxed);
-        let d = self.dead_letter.fetch_min(dead_letter, Ordering::Relaxed);
-        event < e || dead_letter < d
+    /// Takes the broker's limits as read now (`None`: not known, the limit stays): each limit becomes the
+    /// smaller of the configured one and the broker's. True when one became smaller.
+    pub fn follow_broker(&self, event: Option<usize>, dead_letter: Option<usize>) -> bool {
+        let set = |current: &AtomicUsize, configured: usize, broker: Option<usize>| {
+            broker.is_some_and(|b| {
+                let before = current.swap(configured.min(b), Ordering::Relaxed);
+                configured.min(b) < before
+            })
+        };
+        let e = set(&self.event, self.configured.0, event);
+        let d = set(&self.dead_letter, self.configured.1, dead_letter);
+        e || d
     }
 }
 
@@ -350,17 +360,26 @@ mod tests {
     use crate::job::{StateRecord, decode_state};
 
     #[test]
-    fn limits_only_go_down_and_say_when_they_did() {
+    fn limits_follow_the_broker_below_the_configured_ones() {
         let l = TopicLimits::new(1000, 500);
-        assert!(
-            !l.lower(2000, 500),
-            "a larger or equal limit changes nothing"
-        );
-        assert_eq!((l.event_bytes(), l.dead_letter_bytes()), (1000, 500));
-        assert!(l.lower(800, 900));
-        assert_eq!((l.event_bytes(), l.dead_letter_bytes()), (800, 500));
-        assert!(l.lower(800, 100));
-        assert_eq!(l.dead_letter_bytes(), 100);
+        // (broker's limits) → (limits, whether one became smaller)
+        let steps = [
+            ((Some(2000), Some(500)), (1000, 500), false),
+            ((Some(800), Some(900)), (800, 500), true),
+            ((None, Some(100)), (800, 100), true),
+            // Raised again by the operator: followed, up to the configured limits (it stayed lowered until a
+            // restart, dead-lettering every valid event of the later jobs).
+            ((Some(300_000), Some(300_000)), (1000, 500), false),
+            ((None, None), (1000, 500), false),
+        ];
+        for ((event, dead_letter), want, lowered) in steps {
+            assert_eq!(
+                l.follow_broker(event, dead_letter),
+                lowered,
+                "{event:?} {dead_letter:?}"
+            );
+            assert_eq!((l.event_bytes(), l.dead_letter_bytes()), want);
+        }
     }
 
     fn records() -> Records {

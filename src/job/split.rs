@@ -301,14 +301,18 @@ fn whole(start_ms: i64, end_ms: i64) -> PartRange {
 }
 
 /// A part that selects nothing: the whole of `[start_ms, end_ms)` (a valid time range, as every command
-/// needs) and the customer range `"" <= c < ""`, which no customer is in.
+/// needs) and the customer range `"empty" <= c < "empty"`, which no customer is in (any narrowing by the split
+/// job's own range keeps it empty; an empty string is no valid command field).
 fn empty(start_ms: i64, end_ms: i64) -> PartRange {
     PartRange {
-        customer_from: Some(String::new()),
-        customer_to: Some(String::new()),
+        customer_from: Some(EMPTY_RANGE_AT.into()),
+        customer_to: Some(EMPTY_RANGE_AT.into()),
         ..whole(start_ms, end_ms)
     }
 }
+
+/// Where an [`empty`] part's customer range starts and ends.
+const EMPTY_RANGE_AT: &str = "empty";
 
 /// `[start_ms, end_ms)` (non-empty) in `n` equal time slices at millisecond boundaries; a slice narrower
 /// than a millisecond (a range shorter than `n` ms) is an [`empty`] part instead.
@@ -443,36 +447,22 @@ pub struct Aggregate {
     pub error: Option<String>,
 }
 
-/// The aggregate of a split job's `parts` (`None`: not accepted yet), in part order.
-pub fn aggregate(parts: &[Option<&Checkpoint>]) -> Aggregate {
-    let mut counters = Counters::default();
-    let mut estimated = Some(0i64);
+/// A split job's status from its parts' (`None`: not accepted yet, which counts as waiting): `completed` once
+/// every part completed; `cancelled` once every part is completed or cancelled and one was cancelled; `failed`
+/// once no part runs, waits or is paused and one failed; `paused` when no part runs or waits and one is paused;
+/// else `running`.
+pub fn status_of(parts: &[Option<JobStatus>]) -> JobStatus {
     let (mut active, mut paused, mut failed, mut cancelled, mut completed) = (0, 0, 0, 0, 0);
-    let mut errors = Vec::new();
     for p in parts {
-        let Some(cp) = p else {
-            active += 1;
-            estimated = None;
-            continue;
-        };
-        counters.add(&cp.counters);
-        estimated = estimated.zip(cp.estimated_total).map(|(a, b)| a + b);
-        match cp.status {
-            JobStatus::Queued | JobStatus::Running => active += 1,
-            JobStatus::Paused => paused += 1,
-            JobStatus::Failed => {
-                failed += 1;
-                errors.push(format!(
-                    "{}: {}",
-                    cp.job_id,
-                    cp.error.as_deref().unwrap_or("failed")
-                ));
-            }
-            JobStatus::Cancelled => cancelled += 1,
-            JobStatus::Completed => completed += 1,
+        match p {
+            None | Some(JobStatus::Queued | JobStatus::Running) => active += 1,
+            Some(JobStatus::Paused) => paused += 1,
+            Some(JobStatus::Failed) => failed += 1,
+            Some(JobStatus::Cancelled) => cancelled += 1,
+            Some(JobStatus::Completed) => completed += 1,
         }
     }
-    let status = if completed == parts.len() {
+    if completed == parts.len() {
         JobStatus::Completed
     } else if active + paused + failed == 0 && cancelled > 0 {
         JobStatus::Cancelled
@@ -482,7 +472,31 @@ pub fn aggregate(parts: &[Option<&Checkpoint>]) -> Aggregate {
         JobStatus::Paused
     } else {
         JobStatus::Running
-    };
+    }
+}
+
+/// The aggregate of a split job's `parts` (`None`: not accepted yet), in part order.
+pub fn aggregate(parts: &[Option<&Checkpoint>]) -> Aggregate {
+    let mut counters = Counters::default();
+    let mut estimated = Some(0i64);
+    let mut errors = Vec::new();
+    for p in parts {
+        let Some(cp) = p else {
+            estimated = None;
+            continue;
+        };
+        counters.add(&cp.counters);
+        estimated = estimated.zip(cp.estimated_total).map(|(a, b)| a + b);
+        if cp.status == JobStatus::Failed {
+            errors.push(format!(
+                "{}: {}",
+                cp.job_id,
+                cp.error.as_deref().unwrap_or("failed")
+            ));
+        }
+    }
+    let statuses: Vec<Option<JobStatus>> = parts.iter().map(|p| p.map(|cp| cp.status)).collect();
+    let status = status_of(&statuses);
     Aggregate {
         status,
         counters,
@@ -671,6 +685,37 @@ mod tests {
         );
     }
 
+    /// Every part of `ranges` (of a split job with a customer range of its own, or without) is a command the
+    /// daemon accepts: a part it rejected left its split job waiting for ever.
+    fn commands_parse(ranges: &[PartRange]) {
+        let limits = crate::command::Limits {
+            default_batch_size: 1000,
+            max_batch_size: 10_000,
+        };
+        let origin = crate::command::CommandOrigin {
+            topic: "c".into(),
+            partition: 0,
+            offset: 0,
+        };
+        for from in [None, Some("b".to_string())] {
+            let parent = JobSpec {
+                job_id: "big".into(),
+                parallelism: ranges.len() as u32,
+                external_customer_id_from: from,
+                ..spec()
+            };
+            for part in part_specs(&parent, ranges) {
+                let command = part_command(&part);
+                let parsed = crate::command::parse(&command, &origin, limits, 0);
+                assert!(
+                    parsed.is_ok(),
+                    "{}: {parsed:?}",
+                    String::from_utf8_lossy(&command)
+                );
+            }
+        }
+    }
+
     /// How many of `ranges` hold a row at `t` of customer `c`.
     fn holders(ranges: &[PartRange], t: i64, c: &str) -> usize {
         ranges
@@ -713,6 +758,7 @@ mod tests {
             }];
             let r = ranges(start, end, &pieces, &|_, _| Cut::Customers(bounds.clone()));
             assert_eq!(r.len(), parts, "{counts:?}: {r:?}");
+            commands_parse(&r);
             let span = end - start;
             for t in [
                 start,
@@ -731,6 +777,7 @@ mod tests {
         for (start, end, n) in [(0, day, 4), (5, 8, 7), (0, 1, 64)] {
             let r = time_slices(start, end, n);
             assert_eq!(r.len(), n);
+            commands_parse(&r);
             for t in start..end.min(start + 10) {
                 assert_eq!(holders(&r, t, "x"), 1, "{r:?}");
             }

@@ -60,16 +60,13 @@ impl JobContext {
         }
     }
 
-    /// Reads the output and dead-letter topics' `max.message.bytes` from the broker and lowers the limits
-    /// every job judges its records by ([`Records::limits`]) to them; true when one was lowered. Called when
-    /// the broker refuses records for their size.
+    /// Reads the output and dead-letter topics' `max.message.bytes` from the broker and makes them the limits
+    /// every job judges its records by ([`Records::limits`], never above the configured ones); true when one
+    /// was lowered. Called when a job starts and when the broker refuses records for their size.
     pub async fn refresh_topic_limits(&self) -> bool {
-        let mut cfg = (*self.cfg).clone();
-        crate::sink::apply_broker_limits(&mut cfg).await;
-        self.records.limits.lower(
-            cfg.topics.output.max_message_bytes as usize,
-            cfg.topics.dlq.max_message_bytes as usize,
-        )
+        let (output, dlq) = crate::sink::broker_limits(&self.cfg).await;
+        let bytes = |b: Option<i64>| b.and_then(|b| usize::try_from(b).ok());
+        self.records.limits.follow_broker(bytes(output), bytes(dlq))
     }
 
     /// The configuration job producers are made with: the output and dead-letter topics' limits as now known,
@@ -183,6 +180,7 @@ impl Runner {
         job_id: String,
         stop: CancellationToken,
     ) -> ControlFlow<JobExit, Runner> {
+        ctx.refresh_topic_limits().await;
         let producer = connect(&ctx, &job_id, &stop).await?;
         let cp = load(&ctx, &job_id, &stop).await?;
         let progress = Progress::new(ctx.cfg.processing.progress_interval(), Instant::now());
