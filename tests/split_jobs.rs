@@ -153,15 +153,14 @@ async fn a_split_job_of_one_customer_on_one_day_runs_once_on_both_instances() {
         &command("one", "t_sone", 1, r#","batch_size":500,"parallelism":2"#),
     )
     .await;
-    let fin = env.wait_final("one", Duration::from_secs(120));
-    assert_eq!(
-        fin["status"],
-        "completed",
-        "{fin}\n{}\n{}",
-        a.log(),
-        b.log()
-    );
-    assert_eq!(fin["total_events_found"], rows.len() as i64, "{fin}");
+    // The job ended `completed` having found `rows` rows.
+    let completed = |job: &str, rows: i64, timeout: Duration| {
+        let fin = env.wait_final(job, timeout);
+        let logs = format!("{}\n{}", a.log(), b.log());
+        assert_eq!(fin["status"], "completed", "{fin}\n{logs}");
+        assert_eq!(fin["total_events_found"], rows, "{fin}");
+    };
+    completed("one", rows.len() as i64, Duration::from_secs(120));
     assert_exactly_once(&env, &expected);
     let parts = parts_of(&env, "one", Duration::from_secs(5));
     let ran_on: Vec<BTreeSet<String>> = parts.iter().map(|p| instances_of(&env, p)).collect();
@@ -178,16 +177,8 @@ async fn a_split_job_of_one_customer_on_one_day_runs_once_on_both_instances() {
         rfc3339(T0 + 3)
     );
     env.submit("tiny", &tiny).await;
-    let fin = env.wait_final("tiny", Duration::from_secs(60));
     let in_range = rows.iter().filter(|r| r.timestamp < T0 + 3).count() as i64;
-    assert_eq!(
-        fin["status"],
-        "completed",
-        "{fin}\n{}\n{}",
-        a.log(),
-        b.log()
-    );
-    assert_eq!(fin["total_events_found"], in_range, "{fin}");
+    completed("tiny", in_range, Duration::from_secs(60));
 }
 
 /// Cancelling a split job cancels every part: the split job and each part end `cancelled`.
