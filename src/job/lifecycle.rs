@@ -181,9 +181,14 @@ pub fn decide_command(
 
 /// The status a job will have once its pending control requests are honoured ([`honour`]'s result).
 pub fn effective_status(cp: &Checkpoint, pending: &[ControlRequest]) -> JobStatus {
+    after(cp.status, pending)
+}
+
+/// `status` once `pending` is honoured, in order.
+fn after(status: JobStatus, pending: &[ControlRequest]) -> JobStatus {
     pending
         .iter()
-        .fold(cp.status, |status, req| apply(status, req.action).0)
+        .fold(status, |status, req| apply(status, req.action).0)
 }
 
 /// Like [`effective_status`], for any job: a split job's status follows its parts, so it is what its parts will
@@ -202,16 +207,11 @@ pub fn effective_status_of(
             .iter()
             .map(|id| lookup(id).map(|(part, part_pending)| effective_status(&part, &part_pending)))
             .collect();
-        match super::split::status_of(&parts) {
-            JobStatus::Queued => JobStatus::Running,
-            s => s,
-        }
+        super::split::status_of(&parts)
     } else {
         cp.status
     };
-    pending
-        .iter()
-        .fold(own, |status, req| apply(status, req.action).0)
+    after(own, pending)
 }
 
 /// One control action on a status: the status after it, and the result it announces (`None`: no effect).

@@ -450,7 +450,7 @@ pub struct Aggregate {
 /// A split job's status from its parts' (`None`: not accepted yet, which counts as waiting): `completed` once
 /// every part completed; `cancelled` once every part is completed or cancelled and one was cancelled; `failed`
 /// once no part runs, waits or is paused and one failed; `paused` when no part runs or waits and one is paused;
-/// else `running`.
+/// else `running` (never `queued`: a split job runs while its parts wait).
 pub fn status_of(parts: &[Option<JobStatus>]) -> JobStatus {
     let (mut active, mut paused, mut failed, mut cancelled, mut completed) = (0, 0, 0, 0, 0);
     for p in parts {
